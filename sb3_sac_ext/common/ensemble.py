@@ -1,0 +1,89 @@
+"""
+An ensemble of identically shaped MLPs evaluated as one batched network.
+
+SB3 runs its ``n_critics`` Q-networks one after the other: ``n_critics`` times the kernel launches,
+autograd nodes and Python overhead. Here the k-th member's layer ``l`` is ``weight[l][k]`` of a stacked
+parameter, and a forward pass over all members is one ``baddbmm`` per layer, whatever ``n_critics``.
+Each member is initialised like ``nn.Linear`` and independently of the others, so the ensemble is
+mathematically the same as separate networks (tested in ``tests/test_ensemble.py``).
+"""
+
+import math
+
+import torch as th
+from torch import nn
+
+
+class EnsembleMLP(nn.Module):
+    """
+    ``n_members`` MLPs ``in_dim -> net_arch... -> out_dim`` with the same architecture.
+
+    Parameters are stored as ``weights.<l>`` with shape ``(n_members, out, in)`` (``nn.Linear``'s layout
+    per member) and ``biases.<l>`` with shape ``(n_members, 1, out)``.
+
+    :param n_members: Number of networks
+    :param in_dim: Input dimension (shared input)
+    :param net_arch: Hidden layer sizes
+    :param out_dim: Output dimension
+    :param activation_fn: Activation between layers
+    """
+
+    def __init__(
+        self,
+        n_members: int,
+        in_dim: int,
+        net_arch: list[int],
+        out_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+    ):
+        super().__init__()
+        self.n_members = n_members
+        self.layer_dims = [in_dim, *net_arch, out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(self.layer_dims[:-1], self.layer_dims[1:]):
+            self.weights.append(nn.Parameter(th.empty(n_members, fan_out, fan_in)))
+            self.biases.append(nn.Parameter(th.empty(n_members, 1, fan_out)))
+        self.activation = activation_fn()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise every member as ``nn.Linear`` does (uniform in +-1/sqrt(fan_in))."""
+        for weight, bias in zip(self.weights, self.biases):
+            bound = 1.0 / math.sqrt(weight.shape[-1]) if weight.shape[-1] > 0 else 0.0
+            with th.no_grad():
+                # kaiming_uniform_(a=sqrt(5)) as in nn.Linear gives the same bound 1/sqrt(fan_in)
+                weight.uniform_(-bound, bound)
+                bias.uniform_(-bound, bound)
+
+    def forward(self, x: th.Tensor, detach_params: bool = False) -> th.Tensor:
+        """
+        :param x: Input shared by all members, shape ``(batch, in_dim)``, or one input per member
+            ``(n_members, batch, in_dim)``
+        :param detach_params: Use the weights without recording gradients for them (the actor loss
+            needs gradients with respect to the input actions only)
+        :return: Outputs of shape ``(n_members, batch, out_dim)``
+        """
+        n_layers = len(self.weights)
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            if x.dim() == 2:
+                # Shared input: one matmul against the members' weights side by side
+                x = th.matmul(x, weight.transpose(1, 2)) + bias
+            else:
+                x = th.baddbmm(bias, x, weight.transpose(1, 2))
+            if i < n_layers - 1:
+                x = self.activation(x)
+        return x
+
+    def member_state_dict(self, member: int) -> dict[str, th.Tensor]:
+        """
+        :param member: Index of a member
+        :return: That member's weights named as in ``nn.Sequential(Linear, act, Linear, ...)``
+        """
+        state = {}
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            state[f"{2 * layer}.weight"] = weight[member].detach().clone()
+            state[f"{2 * layer}.bias"] = bias[member, 0].detach().clone()
+        return state

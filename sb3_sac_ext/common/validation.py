@@ -1,0 +1,117 @@
+"""
+Argument checks shared by SAC and DiscreteSAC.
+
+They raise :class:`~sb3_sac_ext.common.errors.InvalidHyperparameterError` (a ``ValueError``) naming the
+argument and what is accepted, and never use ``assert``, so they also hold under ``python -O``.
+"""
+
+import numbers
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
+
+OBJECTIVES = ("maximize", "minimize")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Raise unless ``value`` is an integer ``>= minimum``."""
+    if not _is_int(value) or value < minimum:
+        raise InvalidHyperparameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Raise unless ``0 < value <= 1``."""
+    if not _is_number(value) or not 0.0 < float(value) <= 1.0:
+        raise InvalidHyperparameterError(f"{name} must be a number in (0, 1], got {value!r}")
+
+
+def check_train_freq(train_freq: Any) -> None:
+    """Raise unless ``train_freq`` is a positive int or a tuple ``(positive int, "step" | "episode")``."""
+    accepted = "Use a positive integer (steps) or a tuple such as (1, 'step') or (2, 'episode')."
+    if hasattr(train_freq, "frequency") and hasattr(train_freq, "unit"):  # already a TrainFreq (loaded model)
+        train_freq = (train_freq.frequency, train_freq.unit.value)
+    if isinstance(train_freq, (tuple, list)):
+        if len(train_freq) != 2 or train_freq[1] not in ("step", "episode"):
+            raise InvalidHyperparameterError(f"train_freq={train_freq!r} is not valid. {accepted}")
+        frequency = train_freq[0]
+    else:
+        frequency = train_freq
+    if not _is_int(frequency) or frequency <= 0:
+        raise InvalidHyperparameterError(f"train_freq must be > 0, got {train_freq!r}. {accepted}")
+
+
+def check_common_args(
+    *,
+    buffer_size: Any,
+    learning_starts: Any,
+    batch_size: Any,
+    tau: Any,
+    gamma: Any,
+    train_freq: Any,
+    gradient_steps: Any,
+    n_steps: Any,
+    target_update_interval: Any,
+    policy_delay: Any,
+    max_grad_norm: Any,
+    objective: Any,
+    precision: Any,
+) -> None:
+    """Validate the constructor arguments SAC and DiscreteSAC share; see the class docstrings."""
+    check_int("batch_size", batch_size, 1)
+    check_int("buffer_size", buffer_size, 1)
+    if buffer_size < batch_size:
+        raise InvalidHyperparameterError(
+            f"buffer_size ({buffer_size}) must be >= batch_size ({batch_size}): a batch is sampled from the buffer"
+        )
+    check_int("learning_starts", learning_starts, 0)
+    check_unit_interval("gamma", gamma)
+    check_unit_interval("tau", tau)
+    check_train_freq(train_freq)
+    if not _is_int(gradient_steps) or (gradient_steps < 1 and gradient_steps != -1):
+        raise InvalidHyperparameterError(
+            f"gradient_steps must be a positive integer, or -1 (as many as env steps collected), got {gradient_steps!r}"
+        )
+    check_int("n_steps", n_steps, 1)
+    check_int("target_update_interval", target_update_interval, 1)
+    check_int("policy_delay", policy_delay, 1)
+    if max_grad_norm is not None and (not _is_number(max_grad_norm) or not 0 < float(max_grad_norm) < float("inf")):
+        raise InvalidHyperparameterError(f"max_grad_norm must be None (no clipping) or a number > 0, got {max_grad_norm!r}")
+    if objective not in OBJECTIVES:
+        raise InvalidHyperparameterError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if precision not in PRECISIONS:
+        raise InvalidHyperparameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def check_action_space(action_space: spaces.Space, supported: tuple[type[spaces.Space], ...], algo: str) -> None:
+    """
+    Raise :class:`UnsupportedSpaceError` unless ``action_space`` is one of ``supported``;
+    Box spaces must have finite bounds.
+    """
+    if not isinstance(action_space, supported):
+        names = ", ".join(f"gymnasium.spaces.{cls.__name__}" for cls in supported)
+        hint = " Use DiscreteSAC for Discrete actions." if isinstance(action_space, spaces.Discrete) else ""
+        if isinstance(action_space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)) and spaces.Discrete in supported:
+            hint = " Use SAC for Box actions." if isinstance(action_space, spaces.Box) else ""
+        raise UnsupportedSpaceError(
+            f"{algo} does not support the action space {action_space}; supported: {names}.{hint}"
+        )
+    if isinstance(action_space, spaces.Box) and not (
+        np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))
+    ):
+        raise UnsupportedSpaceError(
+            f"{algo} needs finite action bounds to rescale its tanh-squashed actions, got {action_space}. "
+            "Wrap the env to give the action space finite low and high values (e.g. gymnasium.wrappers.RescaleAction "
+            "on a bounded space, or clip the action space)."
+        )

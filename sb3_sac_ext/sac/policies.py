@@ -1,0 +1,280 @@
+"""
+Policies for SAC: SB3's ``SACPolicy`` with a batched critic ensemble and a fused squashed-Gaussian actor.
+
+The parameter names of the actor are SB3's; the critics are stored as one
+:class:`~sb3_sac_ext.common.ensemble.EnsembleMLP` (see :func:`convert_sb3_critic_state_dict` for the mapping
+from SB3's ``qf0``/``qf1`` layout).
+"""
+
+import math
+import re
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BaseModel
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
+from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
+from torch import nn
+
+from sb3_sac_ext.common.ensemble import EnsembleMLP
+from sb3_sac_ext.common.optim import make_optimizer
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+# Same epsilon as SB3's SquashedDiagGaussianDistribution
+_TANH_EPS = 1e-6
+
+
+class SquashedGaussianActor(Actor):
+    """
+    SB3's SAC ``Actor`` (same parameters, same distribution) with the sampling and log-probability of the
+    tanh-squashed Gaussian written as a few tensor ops instead of building ``torch.distributions`` objects
+    at every call. gSDE falls back to SB3's implementation.
+    """
+
+    def action_log_prob(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        if self.use_sde:
+            return super().action_log_prob(obs)
+        mean, log_std, _ = self.get_action_dist_params(obs)
+        return squashed_gaussian_sample(mean, log_std)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        if self.use_sde:
+            return super().forward(obs, deterministic)
+        mean, log_std, _ = self.get_action_dist_params(obs)
+        if deterministic:
+            return th.tanh(mean)
+        return th.tanh(th.addcmul(mean, log_std.exp(), th.randn_like(mean)))
+
+
+def squashed_gaussian_sample(mean: th.Tensor, log_std: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """
+    Reparameterised sample ``a = tanh(mean + std * eps)`` and its log-probability
+    (SAC paper, appendix C: ``log pi(a|s) = log N(u; mean, std) - sum log(1 - tanh(u)^2)``).
+
+    :param mean: Mean of the Gaussian, shape ``(batch, action_dim)``
+    :param log_std: Log standard deviation, same shape
+    :return: Actions ``(batch, action_dim)`` in [-1, 1] and log-probabilities ``(batch,)``
+    """
+    noise = th.randn_like(mean)
+    actions = th.tanh(th.addcmul(mean, log_std.exp(), noise))
+    # log N(mean + std * eps; mean, std) = -eps^2 / 2 - log std - log sqrt(2 pi)
+    gaussian_log_prob = -0.5 * noise.square() - log_std - _HALF_LOG_2PI
+    log_prob = (gaussian_log_prob - th.log(1.0 - actions.square() + _TANH_EPS)).sum(dim=-1)
+    return actions, log_prob
+
+
+class EnsembleContinuousCritic(BaseModel):
+    """
+    ``n_critics`` Q-networks Q(s, a) evaluated as one batched ensemble. Drop-in for SB3's
+    ``ContinuousCritic``: ``forward`` returns a tuple of ``(batch, 1)`` tensors, ``q1_forward`` exists.
+    The fast path is :meth:`q_values`, which returns one ``(n_critics, batch, 1)`` tensor.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param net_arch: Hidden layer sizes of each Q-network
+    :param features_extractor: Network to extract features
+    :param features_dim: Number of features
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to divide images by 255
+    :param n_critics: Number of Q-networks
+    :param share_features_extractor: Whether the features extractor is shared with the actor
+        (then no gradient flows into it from the critic loss)
+    """
+
+    features_extractor: BaseFeaturesExtractor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_critics: int = 2,
+        share_features_extractor: bool = True,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+        )
+        self.share_features_extractor = share_features_extractor
+        self.n_critics = n_critics
+        self.qf = EnsembleMLP(n_critics, features_dim + get_action_dim(action_space), net_arch, 1, activation_fn)
+
+    def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
+        """
+        :param obs: Observations
+        :param actions: Actions in [-1, 1], shape ``(batch, action_dim)``
+        :param detach_params: Compute no gradient for the critic's own weights (actor loss)
+        :return: Q-values of every critic, shape ``(n_critics, batch, 1)``
+        """
+        with th.set_grad_enabled(th.is_grad_enabled() and not (self.share_features_extractor or detach_params)):
+            features = self.extract_features(obs, self.features_extractor)
+        return self.qf(th.cat([features, actions], dim=1), detach_params=detach_params)
+
+    def forward(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
+        return tuple(self.q_values(obs, actions).unbind(0))
+
+    def q1_forward(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
+        """Q-value of the first critic only (features without gradient, as in SB3)."""
+        with th.no_grad():
+            features = self.extract_features(obs, self.features_extractor)
+        return self.qf(th.cat([features, actions], dim=1))[0]
+
+
+_SB3_CRITIC_KEY = re.compile(r"^(?P<prefix>.*)qf(?P<member>\d+)\.(?P<index>\d+)\.(?P<kind>weight|bias)$")
+
+
+def convert_sb3_critic_state_dict(state_dict: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+    """
+    Map a state dict in SB3's critic layout (``qf0.0.weight``, ``qf1.2.bias``, ...) to the ensemble
+    layout (``qf.weights.0``, ``qf.biases.1``, ...). Keys that are not critic layers pass unchanged.
+
+    :param state_dict: A state dict of SB3's ``ContinuousCritic``, or of a policy holding one
+        (keys prefixed with ``critic.`` / ``critic_target.``)
+    :return: The converted state dict
+    """
+    grouped: dict[tuple[str, str, int], dict[int, th.Tensor]] = {}
+    converted: dict[str, th.Tensor] = {}
+    for key, value in state_dict.items():
+        match = _SB3_CRITIC_KEY.match(key)
+        if match is None:
+            converted[key] = value
+            continue
+        layer = int(match["index"]) // 2  # nn.Sequential(Linear, act, Linear, act, Linear)
+        grouped.setdefault((match["prefix"], match["kind"], layer), {})[int(match["member"])] = value
+    for (prefix, kind, layer), members in grouped.items():
+        stacked = th.stack([members[i] for i in sorted(members)])
+        if kind == "bias":
+            converted[f"{prefix}qf.biases.{layer}"] = stacked.unsqueeze(1)
+        else:
+            converted[f"{prefix}qf.weights.{layer}"] = stacked
+    return converted
+
+
+def convert_sb3_critic_optimizer_state(state_dict: dict[str, Any], n_critics: int, n_layers: int) -> dict[str, Any]:
+    """
+    Map the state of an optimizer over SB3's critic parameters (features extractor, then ``qf0``'s
+    ``weight, bias`` per layer, then ``qf1``'s, ...) to the ensemble's order (features extractor, then
+    ``weights.0..L-1``, then ``biases.0..L-1``), stacking the per-critic moments.
+    A state dict already in the ensemble layout is returned unchanged.
+
+    :param state_dict: ``optimizer.state_dict()`` of SB3's critic optimizer
+    :param n_critics: Number of critics
+    :param n_layers: Number of linear layers per critic
+    :return: The state dict for the ensemble critic's optimizer
+    """
+    group = state_dict["param_groups"][0]
+    n_saved = len(group["params"])
+    n_features = n_saved - n_critics * 2 * n_layers
+    if n_features < 0 or len(state_dict["param_groups"]) != 1 or n_saved == n_features + 2 * n_layers:
+        return state_dict
+    old_ids = group["params"]
+    old_state = state_dict["state"]
+
+    def stacked(positions: list[int], is_bias: bool) -> dict[str, th.Tensor] | None:
+        states = [old_state.get(old_ids[i]) for i in positions]
+        if any(state is None for state in states):
+            return None
+        merged: dict[str, th.Tensor] = {}
+        for key, value in states[0].items():
+            if key == "step" or not isinstance(value, th.Tensor) or value.dim() == 0:
+                merged[key] = value
+            else:
+                tensor = th.stack([state[key] for state in states])
+                merged[key] = tensor.unsqueeze(1) if is_bias else tensor
+        return merged
+
+    new_state: dict[int, Any] = {}
+    for i in range(n_features):
+        if old_ids[i] in old_state:
+            new_state[i] = old_state[old_ids[i]]
+    for kind, offset in (("weight", 0), ("bias", 1)):
+        for layer in range(n_layers):
+            positions = [n_features + critic * 2 * n_layers + 2 * layer + offset for critic in range(n_critics)]
+            merged = stacked(positions, kind == "bias")
+            if merged is not None:
+                new_state[n_features + (0 if kind == "weight" else n_layers) + layer] = merged
+    new_group = {**group, "params": list(range(n_features + 2 * n_layers))}
+    return {"state": new_state, "param_groups": [new_group]}
+
+
+class SACPolicy(SB3SACPolicy):
+    """
+    Policy class (actor and critic ensemble) for SAC. Same constructor as SB3's ``SACPolicy``;
+    Adam/AdamW default to PyTorch's fused implementation.
+    """
+
+    actor: SquashedGaussianActor
+    critic: EnsembleContinuousCritic
+    critic_target: EnsembleContinuousCritic
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.actor = self.make_actor()
+        self.actor.optimizer = make_optimizer(
+            self.optimizer_class, self.actor.parameters(), lr_schedule(1), self.optimizer_kwargs
+        )
+        if self.share_features_extractor:
+            self.critic = self.make_critic(features_extractor=self.actor.features_extractor)
+            # The features extractor is trained by the actor only
+            critic_parameters = [param for name, param in self.critic.named_parameters() if "features_extractor" not in name]
+        else:
+            self.critic = self.make_critic(features_extractor=None)
+            critic_parameters = list(self.critic.parameters())
+        self.critic_target = self.make_critic(features_extractor=None)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.critic.optimizer = make_optimizer(self.optimizer_class, critic_parameters, lr_schedule(1), self.optimizer_kwargs)
+        self.critic_target.set_training_mode(False)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SquashedGaussianActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SquashedGaussianActor(**actor_kwargs).to(self.device)
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> EnsembleContinuousCritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return EnsembleContinuousCritic(**critic_kwargs).to(self.device)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        # Accept SB3's per-critic layout too (models saved by stable_baselines3.SAC)
+        return super().load_state_dict(convert_sb3_critic_state_dict(dict(state_dict)), strict=strict, assign=assign)
+
+
+MlpPolicy = SACPolicy
+
+
+class CnnPolicy(SACPolicy):
+    """SAC policy for image observations (NatureCNN features extractor); see :class:`SACPolicy`."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputPolicy(SACPolicy):
+    """SAC policy for Dict observations (CombinedExtractor); see :class:`SACPolicy`."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+__all__ = [
+    "LOG_STD_MAX",
+    "LOG_STD_MIN",
+    "CnnPolicy",
+    "EnsembleContinuousCritic",
+    "FlattenExtractor",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "SACPolicy",
+    "SquashedGaussianActor",
+    "convert_sb3_critic_optimizer_state",
+    "convert_sb3_critic_state_dict",
+]

@@ -1,0 +1,307 @@
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name
+from stable_baselines3.sac import policies as sb3_sac_policies
+from torch.nn import functional as F
+
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin
+from sb3_sac_ext.common.validation import check_action_space
+from sb3_sac_ext.sac.policies import (
+    CnnPolicy,
+    EnsembleContinuousCritic,
+    MlpPolicy,
+    MultiInputPolicy,
+    SACPolicy,
+    SquashedGaussianActor,
+    convert_sb3_critic_optimizer_state,
+)
+
+SelfSAC = TypeVar("SelfSAC", bound="SAC")
+
+# Policies of models saved by stable_baselines3.SAC, replaced by ours on load
+_SB3_POLICY_MAP: dict[type, type[SACPolicy]] = {
+    sb3_sac_policies.SACPolicy: MlpPolicy,
+    sb3_sac_policies.CnnPolicy: CnnPolicy,
+    sb3_sac_policies.MultiInputPolicy: MultiInputPolicy,
+}
+
+
+class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
+    """
+    Soft Actor-Critic (SAC), a drop-in superset of Stable-Baselines3's ``SAC``.
+
+    Off-Policy Maximum Entropy Deep Reinforcement Learning with a Stochastic Actor.
+    Paper: https://arxiv.org/abs/1801.01290, automatic temperature: https://arxiv.org/abs/1812.05905.
+    Reference implementations: https://github.com/haarnoja/sac, Stable-Baselines3's ``SAC``.
+
+    The constructor takes every argument of SB3's ``SAC`` with the same names, order and defaults; the
+    arguments after ``_init_setup_model`` are new. The critics are evaluated as one batched ensemble and
+    the optimizers use fused kernels; learning is the same as SB3's.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the actor, and of the critic and temperature when
+        ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
+        remaining (from 1 to 0), an RL Zoo string such as ``"lin_3e-4"`` or a schedule from
+        :mod:`sb3_sac_ext.common.schedules`
+    :param buffer_size: Size of the replay buffer
+    :param learning_starts: How many steps of the model to collect transitions for before learning starts
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: The soft update coefficient ("Polyak update", in (0, 1])
+    :param gamma: The discount factor, in (0, 1]
+    :param train_freq: Update the model every ``train_freq`` steps, or a tuple such as ``(5, "step")``
+        or ``(2, "episode")``
+    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as env steps collected)
+    :param action_noise: The action noise type (None by default)
+    :param replay_buffer_class: Replay buffer class to use (for instance ``HerReplayBuffer``)
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+    :param n_steps: n-step returns (SB3's ``NStepReplayBuffer``) when ``n_steps > 1``
+    :param ent_coef: Entropy regularization coefficient: a number, ``"auto"`` to learn it,
+        or ``"auto_0.1"`` to learn it starting from 0.1
+    :param target_update_interval: Update the target network every ``target_update_interval`` gradient steps
+        (counted over the whole run)
+    :param target_entropy: Target entropy when learning ``ent_coef`` (``"auto"``: ``-dim(action space)``)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: only at rollout start)
+    :param use_sde_at_warmup: Whether to use gSDE instead of uniform sampling during the warm up phase
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 none, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    :param qf_learning_rate: Learning rate (or schedule) of the critics; ``None`` uses ``learning_rate``
+    :param ent_coef_learning_rate: Learning rate (or schedule) of the temperature; ``None`` uses ``learning_rate``
+    :param max_grad_norm: Clip the gradients of the actor and of the critics by this global norm (``None``: off)
+    :param policy_delay: Update the actor and the temperature once every ``policy_delay`` critic updates
+    :param objective: ``"maximize"`` (rewards) or ``"minimize"`` (rewards are costs: the critic target uses
+        the max over critics and the actor minimises ``Q + alpha * log pi``)
+    :param precision: ``"fp32"``, ``"bf16"`` (autocast of the network forward passes; losses, targets,
+        temperature and optimizer state stay fp32) or ``"auto"`` (bf16 where the hardware runs it natively:
+        AMX on CPU, compute capability >= 8 on CUDA)
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: SACPolicy
+    actor: SquashedGaussianActor
+    critic: EnsembleContinuousCritic
+    critic_target: EnsembleContinuousCritic
+
+    def __init__(
+        self,
+        policy: str | type[SACPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule | str = 3e-4,
+        buffer_size: int = 1_000_000,  # 1e6
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+        qf_learning_rate: float | Schedule | str | None = None,
+        ent_coef_learning_rate: float | Schedule | str | None = None,
+        max_grad_norm: float | None = None,
+        policy_delay: int = 1,
+        objective: str = "maximize",
+        precision: str = "auto",
+    ):
+        self._store_init_params(locals())
+        self._check_params(self.get_params())
+        super().__init__(
+            policy,
+            env,
+            learning_rate,  # type: ignore[arg-type]
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            # Checked in _setup_model with a typed error (SB3 uses assert, skipped under python -O)
+            supported_action_spaces=None,
+            support_multi_env=True,
+        )
+        self.target_entropy = target_entropy
+        self.ent_coef = ent_coef
+        self.target_update_interval = target_update_interval
+        self.qf_learning_rate = qf_learning_rate
+        self.ent_coef_learning_rate = ent_coef_learning_rate
+        self.max_grad_norm = max_grad_norm
+        self.policy_delay = policy_delay
+        self.objective = objective
+        self.precision = precision
+        self.log_ent_coef = None
+        self.ent_coef_optimizer = None
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        # Models saved by stable_baselines3.SAC name SB3's policy classes: use ours (same weights)
+        self.policy_class = _SB3_POLICY_MAP.get(self.policy_class, self.policy_class)  # type: ignore[has-type]
+        if self.action_space is not None:
+            check_action_space(self.action_space, (spaces.Box,), "SAC")
+        if self.n_steps > 1 and isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is None:
+            raise InvalidHyperparameterError(
+                "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
+                "use n_steps=1"
+            )
+        super()._setup_model()
+        self._create_aliases()
+        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self._setup_temperature(default_target_entropy=-float(np.prod(self.action_space.shape)))  # type: ignore[union-attr]
+        self._setup_precision()
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rates()
+        minimize = self.objective == "minimize"
+        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("critic_loss", "actor_loss", "ent_coef", "ent_coef_loss")}
+
+        for gradient_step in range(gradient_steps):
+            update_index = self._n_updates + gradient_step
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            # For n-step replay, the discount is gamma ** n (when the episode did not end before)
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            if self.use_sde:
+                self.actor.reset_noise()
+            ent_coef = self.temperature.value
+
+            with th.no_grad(), self._autocast():
+                next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+                next_q = self.critic_target.q_values(data.next_observations, next_actions).float()  # (n_critics, B, 1)
+                # Soft state value: pessimistic over critics (min for rewards, max for costs), minus/plus alpha log pi
+                if minimize:
+                    next_v = next_q.max(dim=0).values + ent_coef * next_log_prob.float().unsqueeze(-1)
+                else:
+                    next_v = next_q.min(dim=0).values - ent_coef * next_log_prob.float().unsqueeze(-1)
+                target_q = data.rewards + (1 - data.dones) * discounts * next_v  # (B, 1)
+
+            with self._autocast():
+                current_q = self.critic.q_values(data.observations, data.actions).float()  # (n_critics, B, 1)
+            # SB3: 0.5 * sum over critics of the MSE of each
+            critic_loss = 0.5 * self.critic.n_critics * F.mse_loss(current_q, target_q.expand_as(current_q))
+            self._optimizer_step("critic", critic_loss)
+            logs["critic_loss"].append(critic_loss)
+
+            if update_index % self.policy_delay == 0:
+                with self._autocast():
+                    actions_pi, log_prob = self.actor.action_log_prob(data.observations)
+                    # No gradient for the critics' weights: only d(Q)/d(action) is needed
+                    q_pi = self.critic.q_values(data.observations, actions_pi, detach_params=True).float()
+                log_prob = log_prob.float().unsqueeze(-1)
+                ent_coef_loss = self.temperature.loss(log_prob)
+                if ent_coef_loss is not None:
+                    self._optimizer_step("ent_coef", ent_coef_loss)
+                    logs["ent_coef_loss"].append(ent_coef_loss)
+                if minimize:
+                    actor_loss = (q_pi.max(dim=0).values + ent_coef * log_prob).mean()
+                else:
+                    actor_loss = (ent_coef * log_prob - q_pi.min(dim=0).values).mean()
+                self._optimizer_step("actor", actor_loss)
+                logs["actor_loss"].append(actor_loss)
+            logs["ent_coef"].append(ent_coef)
+
+            if (update_index + 1) % self.target_update_interval == 0:
+                self._update_target()
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_train_logs({f"train/{key}": values for key, values in logs.items()})
+
+    def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
+        # Parameters saved by stable_baselines3.SAC keep one optimizer state per critic: stack them
+        if isinstance(load_path_or_dict, dict) and "critic.optimizer" in load_path_or_dict:
+            load_path_or_dict = dict(load_path_or_dict)
+            load_path_or_dict["critic.optimizer"] = convert_sb3_critic_optimizer_state(
+                load_path_or_dict["critic.optimizer"], self.critic.n_critics, len(self.critic.qf.weights)
+            )
+        super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+
+    def _update_target(self) -> None:
+        """Polyak update of the target critics, one foreach op for all tensors."""
+        with th.no_grad():
+            th._foreach_lerp_(self._target_params, self._online_params, self.tau)
+            # Copy running stats, see SB3 GH issue #996
+            for stat, target_stat in zip(self.batch_norm_stats, self.batch_norm_stats_target):
+                target_stat.copy_(stat)
+
+    @property
+    def _online_params(self) -> list[th.Tensor]:
+        return list(self.critic.parameters())
+
+    @property
+    def _target_params(self) -> list[th.Tensor]:
+        return list(self.critic_target.parameters())
+
+    def learn(
+        self: SelfSAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "SAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSAC:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
