@@ -159,3 +159,93 @@ def prepare_model_kwargs(hyperparams: dict[str, Any]) -> tuple[dict[str, Any], d
 
 
 _RUN_SETTINGS = ("n_timesteps", "n_envs", "normalize", "env_wrapper", "frame_stack", "env_kwargs", "callback", "vec_env_wrapper")
+
+
+def _import_by_name(dotted: str) -> Any:
+    import importlib
+
+    module_name, _, attribute = dotted.rpartition(".")
+    if not module_name:
+        raise InvalidHyperparameterError(f"env_wrapper {dotted!r} must be a full name such as 'module.Class'")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as e:
+        raise InvalidHyperparameterError(f"cannot import env_wrapper {dotted!r}: {e}") from None
+
+
+def get_env_wrapper(spec: Any) -> Any:
+    """
+    RL Zoo's ``env_wrapper`` entry as one callable ``env -> wrapped env``, or None.
+
+    The entry is a string ``"module.Class"``, or a list of strings and one-key dicts
+    ``{"module.Class": {kwarg: value}}``, applied in order (the first wraps the raw env).
+
+    The classes are imported by name, which runs the code of the named modules: this is allowed because
+    a hyperparameter file is the user's own configuration (as in RL Zoo). Do not use hyperparameter files
+    from untrusted sources.
+
+    :param spec: The ``env_wrapper`` entry (None for no wrapper)
+    :return: The wrapping function, or None
+    """
+    if spec is None:
+        return None
+    entries = spec if isinstance(spec, list) else [spec]
+    wrappers: list[tuple[Any, dict[str, Any]]] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            wrappers.append((_import_by_name(entry), {}))
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, kwargs = next(iter(entry.items()))
+            if isinstance(kwargs, str):
+                kwargs = parse_python_value(kwargs)
+            if kwargs is not None and not isinstance(kwargs, dict):
+                raise InvalidHyperparameterError(f"env_wrapper {name!r}: keyword arguments must be a mapping, got {kwargs!r}")
+            wrappers.append((_import_by_name(name), dict(kwargs or {})))
+        else:
+            raise InvalidHyperparameterError(
+                f"env_wrapper entries must be 'module.Class' or {{'module.Class': {{kwargs}}}}, got {entry!r}"
+            )
+    return _WrapperChain(wrappers)
+
+
+class _WrapperChain:
+    """Picklable ``env -> wrapped env`` applying RL Zoo's wrappers in order."""
+
+    def __init__(self, wrappers: list[tuple[Any, dict[str, Any]]]):
+        self.wrappers = wrappers
+
+    def __call__(self, env: Any) -> Any:
+        for wrapper_class, kwargs in self.wrappers:
+            env = wrapper_class(env, **kwargs)
+        return env
+
+
+def to_yaml_value(value: Any) -> Any:
+    """
+    A hyperparameter value as RL Zoo's YAML files store it: activation functions and classes as
+    ``"nn.ReLU"`` style names inside ``"dict(...)"`` strings, tuples as lists.
+
+    :param value: A constructor argument
+    :return: A value ``yaml.safe_dump`` can write and :func:`prepare_model_kwargs` reads back
+    """
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{key}={_python_repr(item)}" for key, item in value.items()) + ")"
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e4:
+        return int(value)
+    return value
+
+
+def _python_repr(value: Any) -> str:
+    if isinstance(value, type):
+        for name, obj in _ALLOWED_NAMES.items():
+            if obj is value and name.startswith("nn."):
+                return name
+        raise InvalidHyperparameterError(f"cannot write {value!r} to a YAML file")
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{key}={_python_repr(item)}" for key, item in value.items()) + ")"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_python_repr(item) for item in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner},)"
+    return repr(value)

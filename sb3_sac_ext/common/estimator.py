@@ -48,6 +48,19 @@ class EstimatorMixin:
         self._init_env = params.pop("env", None)
         self._init_params = params
 
+    def _init_params_from_attributes(self) -> None:
+        """
+        Rebuild the constructor hyperparameters from the model's attributes, for models whose file did not
+        store them (zips written by Stable-Baselines3).
+        """
+        for name in self._init_params:
+            if name == "policy":
+                self._init_params[name] = self.policy_class  # type: ignore[attr-defined]
+            elif name == "train_freq" and hasattr(self.train_freq, "unit"):  # type: ignore[attr-defined]
+                self._init_params[name] = (self.train_freq.frequency, self.train_freq.unit.value)  # type: ignore[attr-defined]
+            elif hasattr(self, name):
+                self._init_params[name] = getattr(self, name)
+
     def fit(self: SelfEstimator, total_timesteps: int, **learn_kwargs: Any) -> SelfEstimator:
         """
         scikit-learn's name for ``learn``.

@@ -9,11 +9,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.utils import update_learning_rate
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
-from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.schedules import BaseSchedule, make_schedule
 from sb3_sac_ext.common.validation import check_common_args
@@ -46,6 +47,11 @@ class SoftOffPolicyMixin(EstimatorMixin):
     ent_coef_learning_rate: Any
     ent_coef: Any
     target_entropy: Any
+    tau: float
+    critic: Any
+    critic_target: Any
+    batch_norm_stats: list[th.Tensor]
+    batch_norm_stats_target: list[th.Tensor]
     max_grad_norm: float | None
     policy_delay: int
     objective: str
@@ -60,6 +66,30 @@ class SoftOffPolicyMixin(EstimatorMixin):
         for name in LEARNING_RATE_ARGS.values():
             if params.get(name) is not None:
                 make_schedule(params[name], name)
+        from sb3_sac_ext.common.distributed import check_distributed_arg
+
+        check_distributed_arg(params.get("distributed", "auto"))
+
+    def _setup_model(self) -> None:
+        """
+        Data-parallel setup (see :mod:`sb3_sac_ext.common.distributed`) before SB3's ``OffPolicyAlgorithm._setup_model``
+        builds the policy: per-rank device and process group. The algorithms' ``_setup_model`` call this through
+        ``super()``.
+        """
+        from sb3_sac_ext.common import distributed
+
+        self._distributed: distributed.DistributedState | None = distributed.setup(self)
+        super()._setup_model()  # type: ignore[misc]
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """
+        SB3's ``set_random_seed``; in data-parallel training, rank ``r`` uses ``seed + r * n_envs``, so that no two
+        envs of the job share a seed (with one env per rank: ``seed + rank``).
+        """
+        state = getattr(self, "_distributed", None)
+        if state is not None and seed is not None:
+            seed = int(seed) + state.rank * max(int(getattr(self, "n_envs", 1) or 1), 1)
+        super().set_random_seed(seed)  # type: ignore[misc]
 
     def _setup_schedules(self) -> None:
         """Build one schedule per optimizer from ``learning_rate``, ``qf_learning_rate``, ``ent_coef_learning_rate``."""
@@ -126,7 +156,24 @@ class SoftOffPolicyMixin(EstimatorMixin):
         else:
             yield
 
+    def _create_aliases(self) -> None:
+        """``self.actor``, ``self.critic``, ``self.critic_target``: shortcuts to the policy's networks (saved as such)."""
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
     # ----------------------------------------------------------------- training
+
+    def _update_target(self) -> None:
+        """
+        Polyak update ``target <- (1 - tau) * target + tau * online`` of the target critics, one foreach op for
+        all tensors (``tau=1.0``: hard update). Batch-norm running statistics are copied (SB3 GH issue #996).
+        Needs ``self.critic``, ``self.critic_target``, ``self.batch_norm_stats`` and ``self.batch_norm_stats_target``.
+        """
+        with th.no_grad():
+            th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
+            for stat, target_stat in zip(self.batch_norm_stats, self.batch_norm_stats_target):
+                target_stat.copy_(stat)
 
     @property
     def optimizers(self) -> dict[str, th.optim.Optimizer]:
@@ -144,23 +191,99 @@ class SoftOffPolicyMixin(EstimatorMixin):
             self.logger.record(f"train/{name}_learning_rate", rate)
         # SB3's key, kept for dashboards that expect it
         self.logger.record("train/learning_rate", self.lr_schedules["actor"](self._current_progress_remaining))
+        self._apply_rnn_learning_rate(self._current_progress_remaining, log=True)
+
+    def _apply_rnn_learning_rate(self, progress_remaining: float, log: bool = False) -> None:
+        """Recurrent policies with ``rnn_learning_rate``: set the ``"rnn"`` parameter groups' rate (issue 8)."""
+        schedule = getattr(self.policy, "rnn_lr_schedule", None)
+        if schedule is None:
+            return
+        rate = schedule(progress_remaining)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                if group.get("name") == "rnn":
+                    group["lr"] = rate
+        if log:
+            self.logger.record("train/rnn_learning_rate", rate)
+
+    @property
+    def _is_recurrent(self) -> bool:
+        """Whether the policy declares itself recurrent (sequence buffer and recurrent training path, issue 8)."""
+        from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
+
+        return is_recurrent_policy(getattr(self, "policy_class", None))
 
     def _optimizer_step(self, name: str, loss: th.Tensor) -> None:
         """
         The one place where every optimizer step happens: zero the gradients, backpropagate ``loss``,
-        clip by global norm (``max_grad_norm``), step. No host synchronisation.
+        average the gradients across ranks (data-parallel training), clip by global norm (``max_grad_norm``),
+        step. No host synchronisation.
 
         :param name: ``"actor"``, ``"critic"`` or ``"ent_coef"``
         :param loss: Scalar loss of that network
         """
         optimizer = self.optimizers[name]
+        # Non-finite guard (see persistence.py): fused Adam/AdamW skip their update when ``found_inf`` is set,
+        # so a NaN/inf loss never reaches the weights and no host sync happens here; the flag is sticky for the
+        # rest of this ``train()`` call and checked once at its end (:meth:`_check_nonfinite_losses`).
+        fused = bool(optimizer.defaults.get("fused")) and loss.device.type in ("cpu", "cuda")
+        bad = ~th.isfinite(loss.detach())
+        if not fused and not bool(bad.logical_not().all()):  # other optimizers: one host sync per step
+            raise NonFiniteError(
+                f"Non-finite {name} loss ({float(loss):.6g}) at gradient step {self._n_updates} "
+                f"(num_timesteps={getattr(self, 'num_timesteps', '?')}); the update was not applied"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed = getattr(self, "_distributed", None)
+        if distributed is not None:
+            # Mean gradient over the ranks (one flattened all-reduce), before clipping: replicas stay identical
+            bad = distributed.average_gradients(optimizer, bad)
         if self.max_grad_norm is not None and name != "ent_coef":
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             grad_norm = th.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
             self._train_logs[f"train/{name}_grad_norm"] = grad_norm.detach()
-        optimizer.step()
+            bad = bad | ~th.isfinite(grad_norm.detach())
+        if fused:
+            flag = self._nonfinite_flag_for(loss.device)
+            code = self._nonfinite_calls * len(LEARNING_RATE_ARGS) + list(LEARNING_RATE_ARGS).index(name)
+            # First offending step: (optimizer call index, network), recorded without a sync
+            self._nonfinite_where.copy_(th.where((flag == 0) & bad, code, self._nonfinite_where))
+            th.maximum(flag, bad.to(flag.dtype), out=flag)
+            optimizer.found_inf = flag  # type: ignore[attr-defined]
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.found_inf  # type: ignore[attr-defined]
+            self._nonfinite_calls += 1
+        else:
+            optimizer.step()
+
+    def _nonfinite_flag_for(self, device: th.device) -> th.Tensor:
+        flag = getattr(self, "_nonfinite_flag", None)
+        if flag is None or flag.device != device:
+            self._nonfinite_flag = th.zeros((), dtype=th.float32, device=device)
+            self._nonfinite_where = th.full((), -1, dtype=th.int64, device=device)
+            self._nonfinite_calls = 0
+            self._nonfinite_start = self._n_updates
+        return self._nonfinite_flag
+
+    def _check_nonfinite_losses(self) -> None:
+        """One host sync per ``train()``: raise :class:`NonFiniteError` if a loss was NaN/inf (updates were skipped)."""
+        flag = getattr(self, "_nonfinite_flag", None)
+        if flag is None:
+            return
+        if bool(flag):
+            code = int(self._nonfinite_where)
+            names = list(LEARNING_RATE_ARGS)
+            self._nonfinite_flag = None
+            raise NonFiniteError(
+                f"Non-finite {names[code % len(names)]} loss or gradient in the train() call that started at gradient "
+                f"step {self._nonfinite_start} (num_timesteps={getattr(self, 'num_timesteps', '?')}); this update and "
+                "the rest of that train() call were skipped, the weights were left unchanged"
+            )
+        self._nonfinite_calls = 0
+        self._nonfinite_start = self._n_updates
 
     def _record_train_logs(self, logs: dict[str, list[th.Tensor]]) -> None:
         """
@@ -172,6 +295,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         for key, values in logs.items():
             if values:
                 self._train_logs[key] = values[0].detach() if len(values) == 1 else th.stack(values).mean().detach()
+        self._check_nonfinite_losses()
 
     def _flush_train_logs(self) -> None:
         for key, value in self._train_logs.items():
@@ -182,6 +306,109 @@ class SoftOffPolicyMixin(EstimatorMixin):
         """Write the pending training statistics, then SB3's usual log dump."""
         self._flush_train_logs()
         super().dump_logs()  # type: ignore[misc]
+
+    # ----------------------------------------------------------------- data-parallel training
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> Any:
+        distributed = getattr(self, "_distributed", None)
+        if distributed is not None:
+            from stable_baselines3.common.logger import Logger
+            from stable_baselines3.common.type_aliases import TrainFrequencyUnit
+
+            from sb3_sac_ext.common.distributed import model_settings
+
+            self._convert_train_freq_again()
+            if self.train_freq.unit == TrainFrequencyUnit.EPISODE:  # type: ignore[has-type]
+                raise InvalidHyperparameterError(
+                    "train_freq in episodes is not supported in data-parallel training: the ranks would do different "
+                    "numbers of updates; use a number of steps"
+                )
+            distributed.check_settings(model_settings(self, total_timesteps, reset_num_timesteps))
+            distributed.broadcast_model(self)
+            if distributed.rank != 0:
+                # Rank 0 alone logs, evaluates, checkpoints and shows progress: callbacks run there only
+                self.set_logger(Logger(folder=None, output_formats=[]))  # type: ignore[attr-defined]
+                callback, progress_bar = None, False
+        return super()._setup_learn(  # type: ignore[misc]
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+
+    def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:
+        rollout = super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
+        distributed = getattr(self, "_distributed", None)
+        if distributed is not None:
+            keep_going = distributed.sync_rollout(rollout.continue_training, self._vec_normalize_env)  # type: ignore[attr-defined]
+            if keep_going != rollout.continue_training:
+                rollout = rollout._replace(continue_training=keep_going)
+        return rollout
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int = 4,
+        tb_log_name: str = "run",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> Any:
+        try:
+            return super().learn(  # type: ignore[misc]
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
+        except BaseException as e:
+            from sb3_sac_ext.common.errors import DistributedSettingsError
+
+            distributed = getattr(self, "_distributed", None)
+            if distributed is not None and not isinstance(e, DistributedSettingsError):
+                # The other ranks fail at once (connection closed) instead of waiting for the timeout. A settings
+                # mismatch is raised by every rank at the same point: the group stays usable.
+                distributed.abort()
+            raise
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process logs, evaluates and saves: rank 0, or any process outside data-parallel training."""
+        distributed = getattr(self, "_distributed", None)
+        return distributed is None or distributed.rank == 0
+
+    # ----------------------------------------------------------------- deployment
+
+    def export(
+        self,
+        path: Any,
+        format: str | None = None,
+        deterministic: bool = True,
+        opset: int | None = None,
+        normalize: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """
+        Export the policy, preprocessing included, as ONNX (``.onnx``) or TorchScript (``.pt``);
+        see :func:`sb3_sac_ext.export.export_policy` (ONNX needs ``pip install "sb3-sac-ext[export]"``).
+
+        :param path: Output file (its suffix selects the format unless ``format`` is given)
+        :param format: ``"onnx"`` or ``"torchscript"``
+        :param deterministic: Export the action (as ``predict(deterministic=True)``) or the distribution parameters
+        :param opset: ONNX opset version
+        :param normalize: ``VecNormalize`` whose observation statistics are folded into the exported graph
+        :param kwargs: Further arguments of ``export_policy`` (``channels_last``, ``verify``)
+        :return: Path of the written file
+        """
+        from sb3_sac_ext.export import export_policy
+
+        return export_policy(self, path, format, deterministic=deterministic, opset=opset, normalize=normalize, **kwargs)
 
     # ----------------------------------------------------------------- persistence
 
@@ -203,15 +430,147 @@ class SoftOffPolicyMixin(EstimatorMixin):
         :param allow_pickle: Whether pickled items inside the file may be unpickled (SB3 zips contain some).
             Unpickling runs code from the file: only allow it for files you trust.
         """
-        return super().load(  # type: ignore[misc]
+        from sb3_sac_ext.common import persistence
+
+        def sb3_load(file: Any) -> Any:
+            model = super(SoftOffPolicyMixin, cls).load(  # type: ignore[misc]
+                file,
+                env=env,
+                device=device,
+                custom_objects=custom_objects,
+                print_system_info=print_system_info,
+                force_reset=force_reset,
+                **kwargs,
+            )
+            # SB3 zips do not store our constructor arguments: read them back from the loaded attributes
+            model._init_params_from_attributes()
+            return model
+
+        return persistence.load_model(
+            cls,
             path,
             env=env,
             device=device,
             custom_objects=custom_objects,
-            print_system_info=print_system_info,
             force_reset=force_reset,
+            allow_pickle=allow_pickle,
+            sb3_load=sb3_load,
             **kwargs,
         )
+
+    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
+        """
+        Save the model atomically in sb3-sac-ext's pickle-free format (see :mod:`sb3_sac_ext.common.persistence`).
+
+        :param path: File path (``.zip`` is appended when there is no suffix) or a writable binary file
+        :param exclude: Attribute names not to save, in addition to the default ones
+        :param include: Attribute names to save even if excluded by default
+
+        In data-parallel training, only rank 0 writes: on the other ranks this is a no-op (their weights are equal).
+        The ``distributed`` setting is not saved: a loaded model uses ``"auto"``.
+        """
+        from sb3_sac_ext.common import persistence
+
+        if not self.is_main_process:
+            return
+        init_params = self._init_params
+        self._init_params = {**init_params, "distributed": "auto"} if "distributed" in init_params else init_params
+        try:
+            persistence.save_model(self, path, exclude=exclude, include=include)
+        finally:
+            self._init_params = init_params
+
+    def save_replay_buffer(self, path: Any) -> None:
+        """
+        Save the replay buffer atomically, without pickle (arrays as ``.npy`` members + JSON). In data-parallel
+        training, a no-op on ranks other than 0 (use ``persistence.save_replay_buffer(model.replay_buffer, path)``
+        to save another rank's buffer).
+        """
+        from sb3_sac_ext.common import persistence
+
+        if not self.is_main_process:
+            return
+        if getattr(self, "replay_buffer", None) is None:
+            raise ValueError("The replay buffer is not defined")
+        persistence.save_replay_buffer(self.replay_buffer, path)
+
+    def load_replay_buffer(self, path: Any, truncate_last_traj: bool = True, allow_pickle: bool = False) -> None:
+        """
+        Load a replay buffer saved by :meth:`save_replay_buffer`; SB3's pickled buffers only with ``allow_pickle=True``.
+        """
+        from stable_baselines3.common.buffers import ReplayBuffer
+        from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+
+        from sb3_sac_ext.common import persistence
+        from sb3_sac_ext.common.errors import CorruptedFileError
+
+        buffer = persistence.load_replay_buffer(path, device=self.device, allow_pickle=allow_pickle)
+        if not isinstance(buffer, ReplayBuffer):
+            raise CorruptedFileError(f"{path} does not hold a ReplayBuffer (got {type(buffer).__name__})")
+        if not hasattr(buffer, "handle_timeout_termination"):  # SB3 < 2.1.0
+            buffer.handle_timeout_termination = False
+            buffer.timeouts = np.zeros_like(buffer.dones)
+        if isinstance(buffer, HerReplayBuffer):
+            if self.env is None:  # type: ignore[attr-defined]
+                raise ValueError("You must pass an environment at load time when using HerReplayBuffer")
+            buffer.env = None  # not stored in the file (SB3's __setstate__ does the same)
+            buffer.set_env(self.env)  # type: ignore[attr-defined]
+            if truncate_last_traj:
+                buffer.truncate_last_trajectory()
+        buffer.device = self.device
+        if hasattr(buffer, "mark_episode_starts"):
+            # Recurrent buffers: no sampled window crosses from the loaded data into the new transitions
+            buffer.mark_episode_starts()
+        self.replay_buffer = buffer
+
+    def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
+        # A file in our format is read without pickle; SB3 zips go through SB3 (weights_only=True)
+        if not isinstance(load_path_or_dict, dict):
+            from sb3_sac_ext.common import persistence
+
+            try:
+                path = persistence._read_path(load_path_or_dict, ("zip",))
+            except FileNotFoundError:
+                path = None
+            if path is not None and persistence._is_our_format(path):
+                load_path_or_dict = persistence.read_parameters(path, type(self), device)
+        super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)  # type: ignore[misc]
+
+    # ----------------------------------------------------------------- input checks
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False) -> Any:
+        """
+        SB3's ``predict``, after checking the observation: a tuple ``(obs, info)``, strings or a wrong shape raise
+        ``TypeError``/``ValueError`` giving the expected shape, NaN/inf raise
+        :class:`~sb3_sac_ext.common.errors.NonFiniteError` (set ``check_observations = False`` to opt out).
+        """
+        if getattr(self, "check_observations", True):
+            from sb3_sac_ext.common.persistence import check_predict_observation
+
+            check_predict_observation(observation, self.observation_space)  # type: ignore[attr-defined]
+        return super().predict(observation, state, episode_start, deterministic)  # type: ignore[misc]
+
+    def _store_transition(self, replay_buffer: Any, buffer_action: Any, new_obs: Any, reward: Any, dones: Any, infos: Any) -> None:
+        # NaN/inf rewards or observations never reach the replay buffer (cheap numpy checks)
+        from sb3_sac_ext.common.persistence import check_transition
+
+        check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
+        if self._is_recurrent:
+            from sb3_sac_ext.common.recurrent import training
+
+            training.before_store(self, replay_buffer)
+            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
+            training.after_store(self, dones, infos)
+            return
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
+
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> Any:
+        # Recurrent policies carry the actor's RNN state per env through the rollout
+        if self._is_recurrent:
+            from sb3_sac_ext.common.recurrent import training
+
+            return training.sample_action(self, learning_starts, action_noise, n_envs)
+        return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -223,6 +582,15 @@ class SoftOffPolicyMixin(EstimatorMixin):
             "lr_schedules",
             "_train_logs",
             "_init_env",
+            "batch_norm_stats",
+            "batch_norm_stats_target",
+            "_nonfinite_flag",
+            "_nonfinite_where",
+            "_nonfinite_calls",
+            "_nonfinite_start",
+            "distributed",
+            "_distributed",
+            "_last_lstm_states",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

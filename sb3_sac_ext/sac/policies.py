@@ -160,7 +160,27 @@ def convert_sb3_critic_state_dict(state_dict: dict[str, th.Tensor]) -> dict[str,
     return converted
 
 
-def convert_sb3_critic_optimizer_state(state_dict: dict[str, Any], n_critics: int, n_layers: int) -> dict[str, Any]:
+def _in_ensemble_layout(state_dict: dict[str, Any], n_params: int | None) -> bool:
+    """
+    Whether a critic optimizer state is already in the ensemble layout. The last parameter is the last critic's
+    last bias in both layouts: its moments have shape ``(n_critics, 1, out)`` here and ``(out,)`` in SB3's.
+    Without moments (no step taken yet), the number of parameters decides.
+    """
+    params = state_dict["param_groups"][0]["params"]
+    last_state = state_dict["state"].get(params[-1]) if params else None
+    moments = [
+        value
+        for key, value in (last_state or {}).items()
+        if key != "step" and isinstance(value, th.Tensor) and value.dim() > 0
+    ]
+    if moments:
+        return moments[0].dim() == 3
+    return n_params is not None and len(params) == n_params
+
+
+def convert_sb3_critic_optimizer_state(
+    state_dict: dict[str, Any], n_critics: int, n_layers: int, n_params: int | None = None
+) -> dict[str, Any]:
     """
     Map the state of an optimizer over SB3's critic parameters (features extractor, then ``qf0``'s
     ``weight, bias`` per layer, then ``qf1``'s, ...) to the ensemble's order (features extractor, then
@@ -170,12 +190,14 @@ def convert_sb3_critic_optimizer_state(state_dict: dict[str, Any], n_critics: in
     :param state_dict: ``optimizer.state_dict()`` of SB3's critic optimizer
     :param n_critics: Number of critics
     :param n_layers: Number of linear layers per critic
+    :param n_params: Number of parameters of the ensemble critic's optimizer (tells the layouts apart when
+        the saved optimizer has no state yet)
     :return: The state dict for the ensemble critic's optimizer
     """
     group = state_dict["param_groups"][0]
     n_saved = len(group["params"])
     n_features = n_saved - n_critics * 2 * n_layers
-    if n_features < 0 or len(state_dict["param_groups"]) != 1 or n_saved == n_features + 2 * n_layers:
+    if n_features < 0 or len(state_dict["param_groups"]) != 1 or _in_ensemble_layout(state_dict, n_params):
         return state_dict
     old_ids = group["params"]
     old_state = state_dict["state"]

@@ -8,10 +8,11 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name
+from stable_baselines3.common.utils import get_parameters_by_name, update_learning_rate
 from stable_baselines3.sac import policies as sb3_sac_policies
 from torch.nn import functional as F
 
+from sb3_sac_ext.common.entropy import parse_ent_coef
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin
 from sb3_sac_ext.common.validation import check_action_space
@@ -24,6 +25,7 @@ from sb3_sac_ext.sac.policies import (
     SquashedGaussianActor,
     convert_sb3_critic_optimizer_state,
 )
+from sb3_sac_ext.sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
 SelfSAC = TypeVar("SelfSAC", bound="SAC")
 
@@ -90,12 +92,20 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :param precision: ``"fp32"``, ``"bf16"`` (autocast of the network forward passes; losses, targets,
         temperature and optimizer state stay fp32) or ``"auto"`` (bf16 where the hardware runs it natively:
         AMX on CPU, compute capability >= 8 on CUDA)
+    :param distributed: Data-parallel training on ``torch.distributed`` (see :mod:`sb3_sac_ext.common.distributed`):
+        ``"auto"`` turns it on when the process was launched by ``torchrun`` with ``WORLD_SIZE > 1``, ``True``
+        requires it (:class:`~sb3_sac_ext.common.errors.DistributedError` when no process group can be formed),
+        ``False`` turns it off. Not saved: a loaded model uses ``"auto"``
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        # Recurrent policies (issue 8): sequence replay buffer and recurrent training path
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
     }
     policy: SACPolicy
     actor: SquashedGaussianActor
@@ -138,9 +148,14 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         policy_delay: int = 1,
         objective: str = "maximize",
         precision: str = "auto",
+        distributed: bool | str = "auto",
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())
+        parse_ent_coef(ent_coef)  # fail fast, before the env and the networks are built
+        # Before SB3's constructor, which asserts finite Box bounds (an AssertionError, skipped under python -O)
+        if isinstance(getattr(env, "action_space", None), spaces.Space):
+            check_action_space(env.action_space, (spaces.Box,), "SAC")  # type: ignore[union-attr]
         super().__init__(
             policy,
             env,
@@ -157,7 +172,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
             replay_buffer_kwargs=replay_buffer_kwargs,
             optimize_memory_usage=optimize_memory_usage,
             n_steps=n_steps,
-            policy_kwargs=policy_kwargs,
+            # A copy: SB3 adds keys (use_sde) to the dict it is given, which would leak into the caller's dict
+            policy_kwargs=None if policy_kwargs is None else dict(policy_kwargs),
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
@@ -179,6 +195,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         self.policy_delay = policy_delay
         self.objective = objective
         self.precision = precision
+        self.distributed = distributed
         self.log_ent_coef = None
         self.ent_coef_optimizer = None
         if _init_setup_model:
@@ -194,11 +211,19 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
                 "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
                 "use n_steps=1"
             )
+        if self._is_recurrent:
+            from sb3_sac_ext.common.recurrent.training import configure_recurrent
+
+            configure_recurrent(self)
         super()._setup_model()
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         self._setup_temperature(default_target_entropy=-float(np.prod(self.action_space.shape)))  # type: ignore[union-attr]
+        # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
+        for name, optimizer in self.optimizers.items():
+            update_learning_rate(optimizer, self.lr_schedules[name](1))
+        self._apply_rnn_learning_rate(1.0)
         self._setup_precision()
 
     def _create_aliases(self) -> None:
@@ -207,6 +232,10 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if self._is_recurrent:
+            from sb3_sac_ext.common.recurrent.training import train_sac
+
+            return train_sac(self, gradient_steps, batch_size)
         self.policy.set_training_mode(True)
         self._update_learning_rates()
         minimize = self.objective == "minimize"
@@ -268,8 +297,25 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         if isinstance(load_path_or_dict, dict) and "critic.optimizer" in load_path_or_dict:
             load_path_or_dict = dict(load_path_or_dict)
             load_path_or_dict["critic.optimizer"] = convert_sb3_critic_optimizer_state(
-                load_path_or_dict["critic.optimizer"], self.critic.n_critics, len(self.critic.qf.weights)
+                load_path_or_dict["critic.optimizer"],
+                self.critic.n_critics,
+                len(self.critic.qf.weights),
+                n_params=len(self.critic.optimizer.param_groups[0]["params"]),
             )
+        if isinstance(load_path_or_dict, dict):
+            # Loading an optimizer state also loads its param_groups' implementation flags: SB3's (fused=None)
+            # would silently turn our fused Adam into the per-tensor one. Keep this model's implementation.
+            load_path_or_dict = dict(load_path_or_dict)
+            for name, optimizer in (
+                ("actor.optimizer", self.actor.optimizer),
+                ("critic.optimizer", self.critic.optimizer),
+                ("ent_coef_optimizer", self.ent_coef_optimizer),
+            ):
+                state = load_path_or_dict.get(name)
+                if optimizer is not None and isinstance(state, dict) and "param_groups" in state:
+                    flags = {key: optimizer.defaults[key] for key in ("fused", "foreach") if key in optimizer.defaults}
+                    groups = [{**group, **flags} for group in state["param_groups"]]
+                    load_path_or_dict[name] = {**state, "param_groups": groups}
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
 
     def _update_target(self) -> None:

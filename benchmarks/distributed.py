@@ -1,0 +1,99 @@
+"""
+Data-parallel SAC (torch.distributed, gloo on CPU): aggregate throughput and learning with 1 and 2 processes.
+
+Each configuration runs as its own job (``WORLD_SIZE`` processes started with torchrun's environment variables,
+one intra-op thread each). The job trains SAC on Pendulum-v1 for the same *total* number of env steps
+(``--total-steps``: each of the N ranks collects total / N steps), then rank 0 evaluates the deterministic policy.
+Reported per configuration: aggregate env-steps/s (all ranks), aggregate sample-updates/s (gradient steps x
+ranks: every rank's half of the global batch counts), optimizer steps/s (what the replicas do together), and
+the final evaluation return.
+
+    python benchmarks/distributed.py --total-steps 2000                 # a quick look (shared machines)
+    python benchmarks/distributed.py --total-steps 20000 --world-sizes 1 2 4 --eval-episodes 10
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str) -> None:
+    import torch as th
+
+    th.set_num_threads(1)
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from sb3_sac_ext import SAC
+
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=learning_starts, seed=0, device="cpu", precision="fp32")
+    steps = total_steps // world
+    start = time.perf_counter()
+    model.learn(steps)
+    elapsed = time.perf_counter() - start
+    if rank != 0:
+        return
+    mean_return, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=eval_episodes, deterministic=True)
+    result = {
+        "world_size": world,
+        "seconds": elapsed,
+        "env_steps_per_s": steps * world / elapsed,
+        "optimizer_steps_per_s": model._n_updates / elapsed,
+        "sample_updates_per_s": model._n_updates * world / elapsed,
+        "final_eval_return": float(mean_return),
+    }
+    with open(out, "w") as file:
+        json.dump(result, file)
+
+
+def run_job(world: int, args: argparse.Namespace) -> dict:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "result.json")
+        procs = []
+        for rank in range(world):
+            env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+            command = [sys.executable, __file__, "--worker", "--total-steps", str(args.total_steps), "--out", out]
+            command += ["--learning-starts", str(args.learning_starts), "--eval-episodes", str(args.eval_episodes)]
+            procs.append(subprocess.Popen(command, env=env))
+        codes = [proc.wait() for proc in procs]
+        if any(codes):
+            raise RuntimeError(f"world size {world}: exit codes {codes}")
+        with open(out) as file:
+            return json.load(file)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--total-steps", type=int, default=2000, help="env steps of the whole job (all ranks)")
+    parser.add_argument("--learning-starts", type=int, default=100, help="per rank")
+    parser.add_argument("--eval-episodes", type=int, default=3)
+    parser.add_argument("--world-sizes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out)
+        return
+    rows = [run_job(world, args) for world in args.world_sizes]
+    print(f"SAC Pendulum-v1, {args.total_steps} total env steps, learning_starts={args.learning_starts} per rank, 1 thread/rank")
+    header = "| ranks | wall s | env-steps/s (all ranks) | optimizer steps/s | sample-updates/s (x ranks) | final eval return |"
+    print(header)
+    print("|" + "---|" * 6)
+    for row in rows:
+        print(
+            f"| {row['world_size']} | {row['seconds']:.1f} | {row['env_steps_per_s']:.0f} | {row['optimizer_steps_per_s']:.0f} "
+            f"| {row['sample_updates_per_s']:.0f} | {row['final_eval_return']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

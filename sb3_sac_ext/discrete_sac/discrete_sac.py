@@ -1,0 +1,378 @@
+import math
+import numbers
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name
+from torch.nn import functional as F
+
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
+from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin
+from sb3_sac_ext.common.validation import check_action_space
+from sb3_sac_ext.discrete_sac.policies import (
+    CategoricalActor,
+    CnnPolicy,
+    DiscreteSACPolicy,
+    EnsembleDiscreteCritic,
+    MlpPolicy,
+    MultiInputPolicy,
+)
+from sb3_sac_ext.discrete_sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
+
+SelfDiscreteSAC = TypeVar("SelfDiscreteSAC", bound="DiscreteSAC")
+
+
+# Loss math of Christodoulou 2019 (https://arxiv.org/abs/1910.07207, section 4): with a finite action set, the
+# policy's distribution pi(.|s) is a vector, so every expectation over actions is computed exactly as a sum
+# (no sampling, no reparameterisation). Shape suffixes: K critics, B batch, A actions.
+
+
+def soft_state_value(
+    q_KBA: th.Tensor, probs_BA: th.Tensor, log_probs_BA: th.Tensor, ent_coef: th.Tensor | float, minimize: bool = False
+) -> th.Tensor:
+    """
+    Soft state value ``V(s) = pi(s)^T [min_k Q_k(s) - alpha log pi(s)]`` (the paper's soft value for discrete
+    actions, pessimistic over the critics). With ``minimize`` (rewards are costs) it is
+    ``pi(s)^T [max_k Q_k(s) + alpha log pi(s)]``.
+
+    :param q_KBA: Q-values of every critic for every action, shape ``(n_critics, batch, n_actions)``
+    :param probs_BA: ``pi(a|s)``, shape ``(batch, n_actions)``
+    :param log_probs_BA: ``log pi(a|s)``, shape ``(batch, n_actions)``
+    :param ent_coef: The temperature alpha
+    :param minimize: Whether rewards are costs
+    :return: ``v_B``, shape ``(batch,)``
+    """
+    if q_KBA.dim() != 3 or q_KBA.shape[1:] != probs_BA.shape or probs_BA.shape != log_probs_BA.shape:
+        raise ValueError(
+            f"Expected q_KBA (K, B, A) and probs_BA, log_probs_BA (B, A), got {tuple(q_KBA.shape)}, "
+            f"{tuple(probs_BA.shape)}, {tuple(log_probs_BA.shape)}"
+        )
+    if minimize:
+        return (probs_BA * (q_KBA.max(dim=0).values + ent_coef * log_probs_BA)).sum(dim=-1)
+    return (probs_BA * (q_KBA.min(dim=0).values - ent_coef * log_probs_BA)).sum(dim=-1)
+
+
+def critic_target(rewards_B1: th.Tensor, dones_B1: th.Tensor, discounts: th.Tensor | float, next_v_B: th.Tensor) -> th.Tensor:
+    """
+    Soft Bellman target ``y = r + gamma * (1 - done) * V(s')``.
+
+    :param rewards_B1: Rewards, shape ``(batch, 1)``
+    :param dones_B1: Episode ended (not truncated), shape ``(batch, 1)``
+    :param discounts: ``gamma`` (``gamma ** n`` per sample for n-step returns, shape ``(batch, 1)``)
+    :param next_v_B: Soft value of the next state from the target critics, shape ``(batch,)``
+    :return: ``y_B1``, shape ``(batch, 1)``
+    """
+    return rewards_B1 + (1 - dones_B1) * discounts * next_v_B.unsqueeze(-1)
+
+
+def critic_loss(q_KBA: th.Tensor, actions_B1: th.Tensor, target_B1: th.Tensor) -> th.Tensor:
+    """
+    ``0.5 * sum_k mean_b (Q_k(s_b, a_b) - y_b)^2``: the same scaling as SB3's SAC critic loss.
+
+    :param q_KBA: Q-values of every critic for every action, shape ``(n_critics, batch, n_actions)``
+    :param actions_B1: Actions taken (indices), shape ``(batch, 1)``
+    :param target_B1: Targets, shape ``(batch, 1)``, without gradient
+    :return: Scalar loss
+    """
+    n_critics = q_KBA.shape[0]
+    index_KB1 = actions_B1.long().unsqueeze(0).expand(n_critics, -1, -1)
+    q_taken_KB1 = q_KBA.gather(dim=2, index=index_KB1)
+    return 0.5 * n_critics * F.mse_loss(q_taken_KB1, target_B1.expand_as(q_taken_KB1))
+
+
+def actor_loss(
+    q_KBA: th.Tensor, probs_BA: th.Tensor, log_probs_BA: th.Tensor, ent_coef: th.Tensor | float, minimize: bool = False
+) -> th.Tensor:
+    """
+    Policy loss ``J_pi = E_s[pi(s)^T (alpha log pi(s) - min_k Q_k(s))]``, i.e. ``-V(s)`` of
+    :func:`soft_state_value` averaged over the batch;
+    with ``minimize`` it is ``E_s[pi(s)^T (alpha log pi(s) + max_k Q_k(s))]``.
+    ``q_KBA`` must carry no gradient (the actor loss does not train the critics).
+
+    :param q_KBA: Q-values of the online critics, shape ``(n_critics, batch, n_actions)``, without gradient
+    :param probs_BA: ``pi(a|s)`` with gradient, shape ``(batch, n_actions)``
+    :param log_probs_BA: ``log pi(a|s)`` with gradient, shape ``(batch, n_actions)``
+    :param ent_coef: The temperature alpha (no gradient)
+    :param minimize: Whether rewards are costs
+    :return: Scalar loss
+    """
+    value_B = soft_state_value(q_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
+    return (value_B if minimize else -value_B).mean()
+
+
+def negative_entropy(probs_BA: th.Tensor, log_probs_BA: th.Tensor) -> th.Tensor:
+    """
+    ``sum_a pi(a|s) log pi(a|s) = -H(pi(.|s))``, the exact expectation of ``log pi`` that the temperature loss
+    ``-log(alpha) * (E[log pi] + target_entropy)`` uses in place of a sampled ``log pi(a|s)``.
+
+    :param probs_BA: ``pi(a|s)``, shape ``(batch, n_actions)``
+    :param log_probs_BA: ``log pi(a|s)``, shape ``(batch, n_actions)``
+    :return: ``neg_entropy_B``, shape ``(batch,)``
+    """
+    return (probs_BA * log_probs_BA).sum(dim=-1)
+
+
+class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
+    """
+    Soft Actor-Critic for discrete action spaces.
+
+    Paper: Christodoulou 2019, "Soft Actor-Critic for Discrete Action Settings", https://arxiv.org/abs/1910.07207.
+    Reference implementation: CleanRL's ``sac_atari.py`` (https://docs.cleanrl.dev/rl-algorithms/sac/).
+
+    The actor outputs the logits of a categorical policy; each of the ``n_critics`` critics outputs ``Q(s, a)``
+    for every action. The critic target, the actor loss and the temperature loss use the exact expectation over
+    the policy's action probabilities instead of a sampled action (see :func:`soft_state_value`,
+    :func:`actor_loss`, :func:`negative_entropy`). Arguments shared with :class:`~sb3_sac_ext.SAC` have the same
+    names and meaning.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the actor, and of the critic and temperature when
+        ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
+        remaining (from 1 to 0), an RL Zoo string such as ``"lin_3e-4"`` or a schedule from
+        :mod:`sb3_sac_ext.common.schedules`
+    :param buffer_size: Size of the replay buffer
+    :param learning_starts: How many steps of the model to collect transitions for before learning starts
+        (actions are uniformly random until then)
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: The soft update coefficient ("Polyak update", in (0, 1]; 1.0 for hard updates)
+    :param gamma: The discount factor, in (0, 1]
+    :param train_freq: Update the model every ``train_freq`` steps, or a tuple such as ``(5, "step")``
+        or ``(2, "episode")``
+    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as env steps collected)
+    :param replay_buffer_class: Replay buffer class to use
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+    :param n_steps: n-step returns (SB3's ``NStepReplayBuffer``) when ``n_steps > 1``
+    :param ent_coef: Entropy regularization coefficient: a number, ``"auto"`` to learn it,
+        or ``"auto_0.1"`` to learn it starting from 0.1
+    :param target_update_interval: Update the target network every ``target_update_interval`` gradient steps
+        (counted over the whole run; with ``tau=1.0`` this gives DQN-style hard updates)
+    :param target_entropy: Target entropy when learning ``ent_coef``, in nats: ``"auto"`` for
+        ``target_entropy_scale * log(n_actions)``, or a number
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 none, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    :param qf_learning_rate: Learning rate (or schedule) of the critics; ``None`` uses ``learning_rate``
+    :param ent_coef_learning_rate: Learning rate (or schedule) of the temperature; ``None`` uses ``learning_rate``
+    :param max_grad_norm: Clip the gradients of the actor and of the critics by this global norm (``None``: off)
+    :param policy_delay: Update the actor and the temperature once every ``policy_delay`` critic updates
+    :param objective: ``"maximize"`` (rewards) or ``"minimize"`` (rewards are costs: the critic target uses
+        the max over critics and the actor minimises ``E_pi[Q + alpha * log pi]``)
+    :param precision: ``"fp32"``, ``"bf16"`` (autocast of the network forward passes; losses, targets,
+        temperature and optimizer state stay fp32) or ``"auto"`` (bf16 where the hardware runs it natively)
+    :param target_entropy_scale: Fraction of the maximum entropy ``log(n_actions)`` used as target entropy when
+        ``target_entropy="auto"``. The default 0.89 is CleanRL's (``sac_atari.py``), found stable over long Atari
+        runs; the paper's 0.98 keeps the policy close to uniform. Lower values give a more greedy policy.
+    :param distributed: Data-parallel training on ``torch.distributed`` (see :mod:`sb3_sac_ext.common.distributed`):
+        ``"auto"`` (on when launched by ``torchrun`` with ``WORLD_SIZE > 1``), ``True`` (required) or ``False``.
+        Not saved: a loaded model uses ``"auto"``
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+        # Recurrent policies (issue 8): sequence replay buffer and recurrent training path
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
+    }
+    policy: DiscreteSACPolicy
+    actor: CategoricalActor
+    critic: EnsembleDiscreteCritic
+    critic_target: EnsembleDiscreteCritic
+
+    def __init__(
+        self,
+        policy: str | type[DiscreteSACPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule | str = 3e-4,
+        buffer_size: int = 1_000_000,  # 1e6
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+        qf_learning_rate: float | Schedule | str | None = None,
+        ent_coef_learning_rate: float | Schedule | str | None = None,
+        max_grad_norm: float | None = None,
+        policy_delay: int = 1,
+        objective: str = "maximize",
+        precision: str = "auto",
+        target_entropy_scale: float = 0.89,
+        distributed: bool | str = "auto",
+    ):
+        self._store_init_params(locals())
+        self._check_params(self.get_params())
+        super().__init__(
+            policy,
+            env,
+            learning_rate,  # type: ignore[arg-type]
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=None,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            # A copy: SB3 adds keys (use_sde) to the dict it is given, which would leak into the caller's dict
+            policy_kwargs=None if policy_kwargs is None else dict(policy_kwargs),
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            use_sde=False,
+            sde_support=False,
+            # Checked in _setup_model with a typed error (SB3 uses assert, skipped under python -O)
+            supported_action_spaces=None,
+            support_multi_env=True,
+        )
+        self.target_entropy = target_entropy
+        self.target_entropy_scale = target_entropy_scale
+        self.ent_coef = ent_coef
+        self.target_update_interval = target_update_interval
+        self.qf_learning_rate = qf_learning_rate
+        self.ent_coef_learning_rate = ent_coef_learning_rate
+        self.max_grad_norm = max_grad_norm
+        self.policy_delay = policy_delay
+        self.objective = objective
+        self.precision = precision
+        self.distributed = distributed
+        self.log_ent_coef = None
+        self.ent_coef_optimizer = None
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_params(self, params: dict[str, Any]) -> None:
+        super()._check_params(params)
+        scale = params["target_entropy_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0.0 <= float(scale) <= 1.0:
+            raise InvalidHyperparameterError(f"target_entropy_scale must be a number in [0, 1], got {scale!r}")
+
+    def _setup_model(self) -> None:
+        if self.action_space is not None:
+            check_action_space(self.action_space, (spaces.Discrete,), "DiscreteSAC")
+            if int(self.action_space.start) != 0:  # type: ignore[attr-defined]
+                # Actions are indices of the logits (as in SB3's DQN): a shifted space would get wrong actions
+                raise UnsupportedSpaceError(
+                    f"DiscreteSAC needs a Discrete action space starting at 0, got {self.action_space}; "
+                    "wrap the env with a gymnasium.ActionWrapper that adds the offset"
+                )
+        if self.n_steps > 1 and isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is None:
+            raise InvalidHyperparameterError(
+                "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
+                "use n_steps=1"
+            )
+        if self._is_recurrent:
+            from sb3_sac_ext.common.recurrent.training import configure_recurrent
+
+            configure_recurrent(self)
+        super()._setup_model()
+        self._create_aliases()
+        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        n_actions = int(self.action_space.n)  # type: ignore[union-attr]
+        self._setup_temperature(default_target_entropy=self.target_entropy_scale * math.log(n_actions))
+        self._apply_rnn_learning_rate(1.0)
+        self._setup_precision()
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if self._is_recurrent:
+            from sb3_sac_ext.common.recurrent.training import train_discrete_sac
+
+            return train_discrete_sac(self, gradient_steps, batch_size)
+        self.policy.set_training_mode(True)
+        self._update_learning_rates()
+        minimize = self.objective == "minimize"
+        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("critic_loss", "actor_loss", "ent_coef", "ent_coef_loss")}
+
+        for gradient_step in range(gradient_steps):
+            update_index = self._n_updates + gradient_step
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            # For n-step replay, the discount is gamma ** n (when the episode did not end before)
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            ent_coef = self.temperature.value
+
+            # Critic: y = r + gamma (1 - done) pi(s')^T [min_k Q_targ_k(s') - alpha log pi(s')]
+            with th.no_grad(), self._autocast():
+                next_probs_BA, next_log_probs_BA = self.actor.action_probs(data.next_observations)
+                next_q_KBA = self.critic_target.q_values(data.next_observations).float()
+                next_v_B = soft_state_value(next_q_KBA, next_probs_BA, next_log_probs_BA, ent_coef, minimize)
+                target_B1 = critic_target(data.rewards, data.dones, discounts, next_v_B)
+
+            with self._autocast():
+                q_KBA = self.critic.q_values(data.observations).float()
+            loss_critic = critic_loss(q_KBA, data.actions, target_B1)
+            self._optimizer_step("critic", loss_critic)
+            logs["critic_loss"].append(loss_critic)
+
+            if update_index % self.policy_delay == 0:
+                with self._autocast():
+                    probs_BA, log_probs_BA = self.actor.action_probs(data.observations)
+                    # No gradient for the critics: the actor loss only trains the actor
+                    with th.no_grad():
+                        q_pi_KBA = self.critic.q_values(data.observations, detach_params=True).float()
+                ent_coef_loss = self.temperature.loss(negative_entropy(probs_BA, log_probs_BA))
+                if ent_coef_loss is not None:
+                    self._optimizer_step("ent_coef", ent_coef_loss)
+                    logs["ent_coef_loss"].append(ent_coef_loss)
+                loss_actor = actor_loss(q_pi_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
+                self._optimizer_step("actor", loss_actor)
+                logs["actor_loss"].append(loss_actor)
+            logs["ent_coef"].append(ent_coef)
+
+            if (update_index + 1) % self.target_update_interval == 0:
+                self._update_target()
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_train_logs({f"train/{key}": values for key, values in logs.items()})
+
+    def learn(
+        self: SelfDiscreteSAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DiscreteSAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDiscreteSAC:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

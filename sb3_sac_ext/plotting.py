@@ -1,0 +1,181 @@
+"""
+``sb3-sac-ext plot``: learning curves from a log folder, as RL Zoo's plot scripts draw them.
+
+    sb3-sac-ext plot -f logs --env Pendulum-v1                 # every algorithm under logs/
+    sb3-sac-ext plot -f logs --env CartPole-v1 --algo discrete_sac sac_ext -o cartpole.png
+
+Runs are RL Zoo's folders ``<log folder>/<algo>/<EnvId>_<n>`` (written by ``sb3-sac-ext train`` and by
+RL Zoo). Evaluation returns come from ``evaluations.npz`` (``EvalCallback``), training returns from the
+``*.monitor.csv`` files. Each algorithm gets one line: the mean over its runs (seeds) and a band of one
+standard deviation, against env steps; ``--per-run`` draws one line per run instead.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_sac_ext.common.errors import SB3SacExtError
+
+
+def _monitor_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """:return: (env steps at the end of each episode, episode return), episodes of all envs in time order."""
+    import csv
+
+    rows = []
+    for path in sorted(run.glob("*.monitor.csv")) + sorted(run.glob("*/*.monitor.csv")):
+        with open(path) as file:
+            file.readline()  # JSON header
+            rows.extend((float(row["t"]), float(row["l"]), float(row["r"])) for row in csv.DictReader(file))
+    if not rows:
+        return None
+    rows.sort()
+    lengths = np.array([row[1] for row in rows])
+    return np.cumsum(lengths), np.array([row[2] for row in rows])
+
+
+def _eval_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """:return: (env steps, mean evaluation return) from ``evaluations.npz``."""
+    path = run / "evaluations.npz"
+    if not path.is_file():
+        return None
+    data = np.load(path)
+    return data["timesteps"].astype(float), data["results"].mean(axis=1)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def find_runs(log_folder: str, env_id: str | None, algos: list[str] | None) -> dict[str, list[Path]]:
+    """
+    :param log_folder: Root log folder
+    :param env_id: Only runs of this env (None: all envs, labelled ``algo/env``)
+    :param algos: Only these algorithm folders (None: all)
+    :return: Line label -> run folders
+    """
+    root = Path(log_folder)
+    if not root.is_dir():
+        raise SB3SacExtError(f"log folder {root} does not exist")
+    groups: dict[str, list[Path]] = {}
+    for algo_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if algos and algo_dir.name not in algos:
+            continue
+        for run in sorted(p for p in algo_dir.iterdir() if p.is_dir()):
+            env_name, _, suffix = run.name.rpartition("_")
+            if not suffix.isdigit() or (env_id is not None and env_name != env_id):
+                continue
+            label = algo_dir.name if env_id is not None else f"{algo_dir.name}/{env_name}"
+            groups.setdefault(label, []).append(run)
+    return groups
+
+
+def _plot_group(ax: Any, label: str, curves: list[tuple[np.ndarray, np.ndarray]], per_run: bool) -> None:
+    if per_run or len(curves) == 1:
+        for i, (x, y) in enumerate(curves):
+            ax.plot(x, y, label=label if len(curves) == 1 else f"{label} #{i + 1}")
+        return
+    end = min(x[-1] for x, _ in curves)
+    start = max(x[0] for x, _ in curves)
+    grid = np.linspace(start, end, 100) if end > start else np.array([end])
+    ys = np.stack([np.interp(grid, x, y) for x, y in curves])
+    mean, std = ys.mean(axis=0), ys.std(axis=0)
+    (line,) = ax.plot(grid, mean, label=f"{label} ({len(curves)} runs)")
+    ax.fill_between(grid, mean - std, mean + std, alpha=0.25, color=line.get_color())
+
+
+def plot_learning_curves(
+    log_folder: str,
+    output: str,
+    env_id: str | None = None,
+    algos: list[str] | None = None,
+    smooth: int = 10,
+    per_run: bool = False,
+) -> Path:
+    """
+    Draw evaluation and training returns against env steps into a PNG.
+
+    :param log_folder: Root log folder
+    :param output: PNG path
+    :param env_id: Only runs of this env
+    :param algos: Only these algorithms
+    :param smooth: Moving-average window over training episodes
+    :param per_run: One line per run instead of mean and spread per algorithm
+    :return: The PNG path
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SB3SacExtError("plotting needs matplotlib: pip install 'sb3-sac-ext[tune]'") from None
+    groups = find_runs(log_folder, env_id, algos)
+    if not groups:
+        raise SB3SacExtError(f"no runs found under {log_folder}" + (f" for {env_id}" if env_id else ""))
+    figure, (eval_ax, train_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    drawn = 0
+    for label, runs in groups.items():
+        evals = [c for c in (_eval_curve(run) for run in runs) if c is not None and len(c[0]) > 0]
+        if evals:
+            _plot_group(eval_ax, label, evals, per_run)
+            drawn += 1
+        trains = []
+        for run in runs:
+            curve = _monitor_curve(run)
+            if curve is not None:
+                x, y = curve
+                y_smooth = _smooth(y, smooth)
+                trains.append((x[len(x) - len(y_smooth) :], y_smooth))
+        if trains:
+            _plot_group(train_ax, label, trains, per_run)
+            drawn += 1
+    if drawn == 0:
+        plt.close(figure)
+        raise SB3SacExtError(f"no evaluations.npz or monitor files in the runs under {log_folder}")
+    title = env_id or "all envs"
+    for ax, name in ((eval_ax, "Evaluation return"), (train_ax, f"Training return (moving average of {smooth} episodes)")):
+        ax.set_title(f"{title}: {name}")
+        ax.set_xlabel("Env steps")
+        ax.set_ylabel("Return")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    figure.tight_layout()
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_main(argv: list[str] | None = None) -> int:
+    """
+    Entry point of ``sb3-sac-ext plot``.
+
+    :param argv: Arguments after ``plot``
+    :return: Exit status
+    """
+    parser = argparse.ArgumentParser(prog="sb3-sac-ext plot", description="Plot learning curves from a log folder")
+    parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
+    parser.add_argument("--env", default=None, help="only this env id (default: all)")
+    parser.add_argument("--algo", nargs="+", default=None, help="only these algorithm folders (default: all)")
+    parser.add_argument("-o", "--output", default=None, help="PNG file (default: <log folder>/learning_curves[_<env>].png)")
+    parser.add_argument("--smooth", type=int, default=10, help="moving-average window over training episodes (default: 10)")
+    parser.add_argument("--per-run", action="store_true", help="one line per run instead of mean and spread")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    output = args.output or str(
+        Path(args.log_folder) / (f"learning_curves_{args.env}.png" if args.env else "learning_curves.png")
+    )
+    try:
+        path = plot_learning_curves(args.log_folder, output, args.env, args.algo, args.smooth, args.per_run)
+    except (SB3SacExtError, ValueError, OSError) as e:
+        print(f"sb3-sac-ext plot: error: {e}", file=sys.stderr)
+        return 2
+    print(f"Saved plot to {path}")
+    return 0

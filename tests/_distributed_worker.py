@@ -1,0 +1,224 @@
+"""
+One rank of the data-parallel tests (tests/test_distributed.py):
+``python tests/_distributed_worker.py SCENARIO[:ALGO][,...] OUT``, started once per rank with torchrun's
+environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+Writes ``OUT/rank<r>.json``.
+"""
+
+import copy
+import hashlib
+import json
+import os
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+th.set_num_threads(1)
+
+from stable_baselines3.common.type_aliases import ReplayBufferSamples  # noqa: E402
+
+from sb3_sac_ext import SAC, DiscreteSAC  # noqa: E402
+
+RANK = int(os.environ.get("RANK", "0"))
+SMALL = {"net_arch": [32, 32]}
+
+
+def _algo(name: str) -> tuple[type, str]:
+    return (SAC, "Pendulum-v1") if name == "sac" else (DiscreteSAC, "CartPole-v1")
+
+
+def _tensor_hash(tensors: list[th.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for tensor in tensors:
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def model_hashes(model) -> dict:
+    """Hash of every parameter and buffer, of every optimizer state, and the temperature."""
+    params = list(model.policy.state_dict().values())
+    opt_tensors = []
+    for name in sorted(model.optimizers):
+        state = model.optimizers[name].state_dict()["state"]
+        for index in sorted(state):
+            opt_tensors.extend(value for _, value in sorted(state[index].items()) if isinstance(value, th.Tensor))
+    return {
+        "params": _tensor_hash(params),
+        "optimizers": _tensor_hash(opt_tensors),
+        "n_opt_tensors": len(opt_tensors),
+        "log_ent_coef": float(model.log_ent_coef.detach()),
+        "temperature": _tensor_hash([model.log_ent_coef]),
+    }
+
+
+def replicas(out: str, algo: str) -> dict:
+    cls, env_id = _algo(algo)
+    model = cls(
+        "MlpPolicy",
+        env_id,
+        learning_starts=100,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+        precision="fp32",
+        policy_kwargs=SMALL,
+        max_grad_norm=1.0,
+        policy_delay=2,
+        train_freq=2,
+        gradient_steps=2,
+    )
+    model.learn(300)
+    buffer = model.replay_buffer
+    # Both ranks call save: only rank 0 writes (a no-op elsewhere)
+    model.save(os.path.join(out, f"{algo}_rank{RANK}.zip"))
+    return {
+        **model_hashes(model),
+        "buffer": hashlib.sha256(buffer.observations[: buffer.pos].tobytes()).hexdigest(),
+        "num_timesteps": model.num_timesteps,
+        "n_updates": model._n_updates,
+        "distributed": repr(model._distributed),
+    }
+
+
+def _eps_actor(actor, eps: th.Tensor):
+    """``action_log_prob`` of the SAC actor with a fixed noise ``eps`` instead of a random one."""
+    from sb3_sac_ext.sac.policies import _HALF_LOG_2PI, _TANH_EPS
+
+    def action_log_prob(obs):
+        mean, log_std, _ = actor.get_action_dist_params(obs)
+        actions = th.tanh(th.addcmul(mean, log_std.exp(), eps))
+        gaussian_log_prob = -0.5 * eps.square() - log_std - _HALF_LOG_2PI
+        return actions, (gaussian_log_prob - th.log(1.0 - actions.square() + _TANH_EPS)).sum(dim=-1)
+
+    return action_log_prob
+
+
+def _one_update(model, batch: ReplayBufferSamples, eps: th.Tensor | None) -> dict:
+    """One gradient step on ``batch``; returns the gradients each optimizer stepped with."""
+    grads: dict = {}
+    for name, optimizer in model.optimizers.items():
+        original = optimizer.step
+
+        def step(*args, _name=name, _optimizer=optimizer, _original=original, **kwargs):
+            params = [p for g in _optimizer.param_groups for p in g["params"]]
+            grads[_name] = [p.grad.detach().clone() for p in params if p.grad is not None]
+            return _original(*args, **kwargs)
+
+        optimizer.step = step
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(None, []))
+    model.replay_buffer.sample = lambda batch_size, env=None: batch
+    if eps is not None:
+        model.actor.action_log_prob = _eps_actor(model.actor, eps)
+    model.train(gradient_steps=1, batch_size=len(batch.observations))
+    return grads
+
+
+def gradient(out: str, algo: str) -> dict:
+    """Averaged gradient of two half batches == gradient of the whole batch on one process."""
+    cls, env_id = _algo(algo)
+    kwargs = dict(learning_starts=0, batch_size=64, seed=0, device="cpu", precision="fp32", policy_kwargs=SMALL)
+    model = cls("MlpPolicy", env_id, **kwargs)
+    model._distributed.broadcast_model(model)  # what learn() does at its start
+    initial = copy.deepcopy(model.policy.state_dict()), model.log_ent_coef.detach().clone()
+
+    env = gym.make(env_id)
+    rng = np.random.default_rng(123)  # the same batch on every rank
+    n = 64
+    obs = th.as_tensor(rng.normal(size=(n, *env.observation_space.shape)), dtype=th.float32)
+    next_obs = obs + th.as_tensor(rng.normal(size=obs.shape) * 0.1, dtype=th.float32)
+    if algo == "sac":
+        actions = th.as_tensor(rng.uniform(-1, 1, size=(n, 1)), dtype=th.float32)
+    else:
+        actions = th.as_tensor(rng.integers(0, 2, size=(n, 1)), dtype=th.float32)
+    rewards = th.as_tensor(rng.normal(size=(n, 1)), dtype=th.float32)
+    dones = th.as_tensor(rng.integers(0, 2, size=(n, 1)), dtype=th.float32)
+    eps = th.as_tensor(rng.normal(size=(n, 1)), dtype=th.float32) if algo == "sac" else None
+    full = ReplayBufferSamples(obs, actions, next_obs, dones, rewards)
+    half = slice(RANK * n // 2, (RANK + 1) * n // 2)
+    mine = ReplayBufferSamples(*(t[half] if isinstance(t, th.Tensor) else t for t in full))
+    grads = _one_update(model, mine, None if eps is None else eps[half])
+    result: dict = {"hash": {name: _tensor_hash(values) for name, values in grads.items()}}
+    if RANK == 0:
+        reference = cls("MlpPolicy", env_id, distributed=False, **kwargs)
+        assert reference._distributed is None
+        reference.policy.load_state_dict(initial[0])
+        with th.no_grad():
+            reference.log_ent_coef.copy_(initial[1])
+        expected = _one_update(reference, full, eps)
+        result["max_abs_diff"] = {
+            name: max(float((a - b).abs().max()) for a, b in zip(grads[name], expected[name], strict=True))
+            for name in expected
+        }
+        result["max_abs"] = {name: max(float(b.abs().max()) for b in expected[name]) for name in expected}
+        result["names"] = sorted(grads)
+    return result
+
+
+class RaisingEnv(gym.Wrapper):
+    """Raises at step ``at`` (only used on rank 1)."""
+
+    def __init__(self, env: gym.Env, at: int):
+        super().__init__(env)
+        self.at, self.count = at, 0
+
+    def step(self, action):
+        self.count += 1
+        if self.count >= self.at:
+            raise RuntimeError(f"env exploded on rank {RANK}")
+        return self.env.step(action)
+
+
+def crash(out: str, algo: str) -> dict:
+    env = gym.make("Pendulum-v1")
+    if RANK == 1:
+        env = RaisingEnv(env, at=150)
+    model = SAC(
+        "MlpPolicy", env, learning_starts=50, batch_size=16, seed=0, device="cpu", precision="fp32", policy_kwargs=SMALL
+    )
+    model.learn(100_000)
+    return {}
+
+
+def mismatch(out: str, algo: str) -> dict:
+    model = SAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_rate=1e-3 if RANK == 1 else 3e-4,
+        learning_starts=10,
+        seed=0,
+        device="cpu",
+        policy_kwargs=SMALL,
+    )
+    model.learn(50)
+    return {}
+
+
+def main() -> None:
+    """
+    ``SCENARIO[:ALGO][,SCENARIO[:ALGO]...] OUT``: run the scenarios one after the other in the same process group
+    (process start-up is the slow part); each one's result or error is recorded, and a failure stops the rest.
+    """
+    out = sys.argv[2]
+    results: dict = {}
+    for item in sys.argv[1].split(","):
+        scenario, _, algo = item.partition(":")
+        start = time.monotonic()
+        try:
+            results[item] = {"ok": True, **globals()[scenario](out, algo or "sac")}
+        except Exception as e:
+            mro = [c.__name__ for c in type(e).__mro__]
+            results[item] = {"ok": False, "type": type(e).__name__, "mro": mro, "error": str(e)}
+        results[item]["seconds"] = time.monotonic() - start
+        with open(os.path.join(out, f"rank{RANK}.json"), "w") as file:
+            json.dump(results, file)
+        if not results[item]["ok"] and results[item]["type"] != "DistributedSettingsError":
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``sb3-sac-ext train / enjoy / plot`` and one-line errors for bad input."""
+
+import pytest
+
+from sb3_sac_ext.cli import main
+from sb3_sac_ext.config import default_hyperparams_file, get_env_wrapper, get_hyperparams
+from tests._tune_helpers import TINY_HYPERPARAMS
+
+YAML = """
+CartPole-v1:
+  policy: MlpPolicy
+  learning_starts: 100
+  batch_size: 32
+  qf_learning_rate: lin_1e-3
+  ent_coef_learning_rate: lin_1e-3
+  policy_kwargs: "dict(net_arch=[32, 32])"
+  env_wrapper:
+    - gymnasium.wrappers.TimeLimit: {max_episode_steps: 50}
+    - gymnasium.wrappers.ClipReward: {min_reward: -1.0, max_reward: 1.0}
+"""
+
+
+def test_packaged_hyperparams():
+    for algo in ("sac", "discrete_sac"):
+        assert default_hyperparams_file(algo).is_file()
+    assert get_hyperparams("sac", "Pendulum-v1")["n_timesteps"] > 0
+
+
+def test_env_wrapper_formats():
+    import gymnasium as gym
+
+    assert get_env_wrapper(None) is None
+    env = get_env_wrapper("gymnasium.wrappers.FlattenObservation")(gym.make("CartPole-v1"))
+    assert isinstance(env, gym.wrappers.FlattenObservation)
+    env = get_env_wrapper([{"gymnasium.wrappers.TimeLimit": {"max_episode_steps": 5}}])(gym.make("CartPole-v1"))
+    assert env._max_episode_steps == 5
+
+
+def test_train_enjoy_plot(tmp_path, capsys):
+    hyperparams = tmp_path / "cartpole.yml"
+    hyperparams.write_text(YAML)
+    common = [
+        "--algo",
+        "discrete_sac",
+        "--env",
+        "CartPole-v1",
+        "-f",
+        str(tmp_path / "logs"),
+        "--hyperparams-file",
+        str(hyperparams),
+    ]
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "-n",
+                "300",
+                "--eval-freq",
+                "150",
+                "--eval-episodes",
+                "2",
+                "--save-freq",
+                "150",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    run = tmp_path / "logs" / "discrete_sac" / "CartPole-v1_1"
+    for name in ("CartPole-v1.zip", "progress.csv", "evaluations.npz", "0.monitor.csv", "checkpoints"):
+        assert (run / name).exists(), name
+    assert "train/critic_loss" in (run / "progress.csv").read_text().splitlines()[0]
+    assert list(run.glob("events.out.tfevents.*")), "TensorBoard events"
+    assert main(["enjoy", *common, "--n-episodes", "2", "--video", "--video-length", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "Mean return over 2 episodes" in out
+    assert "Saved video to" in out or "Video skipped:" in out
+    assert main(["plot", "-f", str(tmp_path / "logs"), "--env", "CartPole-v1", "-o", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--algo", "ppo"], "unknown algorithm"),
+        (["tune", "--algo", "ppo"], "unknown algorithm"),
+        (["tune", "--env", "NoSuchEnv-v0"], "unknown environment"),
+        (["enjoy", "--env", "NoSuchEnv-v0"], "unknown environment"),
+        (["tune", "--hyperparams", "gamma"], "malformed --hyperparams"),
+        (["tune", "--hyperparams", "gamma:[0.9,"], "malformed --hyperparams"),
+        (["tune", "--hyperparams", "policy_kwargs:dict(net_arch=os.system)"], "Cannot parse"),
+        (["tune", "--storage", "study.txt"], "unsupported storage"),
+        (["tune", "--storage", "postgresql://user:secret@127.0.0.1:1/db"], "cannot open storage"),
+        (["plot", "-f", "does/not/exist"], "does not exist"),
+    ],
+)
+def test_bad_input_one_line_error(argv, message, tmp_path, capsys):
+    if "postgresql" in argv[-1]:
+        pytest.importorskip("psycopg2")
+    pytest.importorskip("optuna")
+    argv = [*argv, "-f", str(tmp_path)] if argv[0] != "plot" else argv
+    assert main([*argv, "-n", "10"] if argv[0] == "tune" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "secret" not in err
+
+
+def test_tiny_hyperparams_are_valid():
+    from sb3_sac_ext.tuning.command import parse_pinned
+
+    assert parse_pinned(TINY_HYPERPARAMS)["policy_kwargs"] == "dict(net_arch=[32, 32])"

@@ -1,0 +1,206 @@
+"""
+Data-parallel training on torch.distributed (gloo on CPU, real processes, each test with a hard timeout).
+
+Every multi-process test starts its ranks as subprocesses with torchrun's environment variables and a
+tcp://127.0.0.1:<free port> rendezvous (tests/_distributed_worker.py does the work of one rank).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch as th
+
+from sb3_sac_ext import SAC, DiscreteSAC
+from sb3_sac_ext.common.errors import DistributedError, InvalidHyperparameterError, SB3SacExtError
+
+WORKER = Path(__file__).with_name("_distributed_worker.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rank_env(rank: int, world_size: int, port: int, collective_timeout: float) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        SB3_SAC_EXT_DIST_TIMEOUT=str(collective_timeout),
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+def run_ranks(scenarios: str, out: Path, world_size: int = 2, timeout: float = 60.0, collective_timeout: float = 30.0):
+    """
+    Start ``world_size`` ranks running ``scenarios``; kill them at ``timeout``.
+
+    :return: ``([rank results: {scenario: result}], [exit codes])``
+    """
+    port = _free_port()
+    start = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), scenarios, str(out)],
+            env=_rank_env(rank, world_size, port, collective_timeout),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(world_size)
+    ]
+    logs = []
+    try:
+        for proc in procs:
+            logs.append(proc.communicate(timeout=max(timeout - (time.monotonic() - start), 1.0))[0])
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+        pytest.fail(f"{scenarios}: the ranks did not finish within {timeout} s (hang)")
+    results = []
+    for rank in range(world_size):
+        path = out / f"rank{rank}.json"
+        assert path.is_file(), f"rank {rank} wrote no result; its output:\n{logs[rank][-3000:]}"
+        results.append(json.loads(path.read_text()))
+    return results, [proc.returncode for proc in procs]
+
+
+# ---------------------------------------------------------------------- single process
+
+
+def test_nothing_happens_without_torchrun(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()  # importing sb3_sac_ext formed no group
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=10, device="cpu", policy_kwargs={"net_arch": [8]})
+    assert model._distributed is None and model.is_main_process
+    assert model.get_params()["distributed"] == "auto"
+    with pytest.raises(DistributedError, match="torchrun") as info:
+        SAC("MlpPolicy", "Pendulum-v1", device="cpu", distributed=True)
+    assert isinstance(info.value, SB3SacExtError) and isinstance(info.value, RuntimeError)
+    with pytest.raises(InvalidHyperparameterError):
+        SAC("MlpPolicy", "Pendulum-v1", device="cpu", distributed="yes")
+    assert SAC("MlpPolicy", "Pendulum-v1", device="cpu", distributed=False)._distributed is None
+    assert not dist.is_initialized()
+
+
+# ---------------------------------------------------------------------- two ranks
+
+
+# One two-rank job runs every scenario (process start-up is the slow part); the crash comes last
+MAIN = "gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,mismatch,crash"
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_ranks")
+    results, codes = run_ranks(MAIN, out, timeout=85.0, collective_timeout=60.0)
+    assert codes == [1, 1], results  # both ranks end with an error in the last scenario (crash)
+    return out, results
+
+
+def _scenario(two_ranks, name: str) -> list[dict]:
+    results = [result[name] for result in two_ranks[1]]
+    for result in results:
+        assert result["ok"], result
+    return results
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("algo", ["sac", "discrete_sac"])
+def test_replicas_stay_identical(two_ranks, algo):
+    zero, one = _scenario(two_ranks, f"replicas:{algo}")
+    assert "world_size=2" in zero["distributed"] and "backend='gloo'" in zero["distributed"]
+    assert zero["n_updates"] > 50 and zero["n_opt_tensors"] > 0
+    # Every parameter, optimizer state and the temperature are bit-equal; the data each rank collected differs
+    for key in ("params", "optimizers", "temperature", "num_timesteps", "n_updates"):
+        assert zero[key] == one[key], key
+    assert zero["log_ent_coef"] != 0.0  # the temperature was learned
+    assert zero["buffer"] != one["buffer"]
+    # Only rank 0 wrote; the model loads and predicts in this single process (no process group)
+    out = two_ranks[0]
+    assert (out / f"{algo}_rank0.zip").is_file() and not (out / f"{algo}_rank1.zip").exists()
+    cls, env_id = (SAC, "Pendulum-v1") if algo == "sac" else (DiscreteSAC, "CartPole-v1")
+    model = cls.load(out / f"{algo}_rank0.zip", device="cpu")
+    assert model._distributed is None
+    import gymnasium as gym
+
+    obs, _ = gym.make(env_id).reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert gym.make(env_id).action_space.contains(action if algo == "sac" else int(action))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("algo", ["sac", "discrete_sac"])
+def test_averaged_gradient_equals_full_batch_gradient(two_ranks, algo):
+    zero, one = _scenario(two_ranks, f"gradient:{algo}")
+    assert zero["names"] == ["actor", "critic", "ent_coef"]
+    assert zero["hash"] == one["hash"]  # both ranks stepped with the same averaged gradients
+    for name, diff in zero["max_abs_diff"].items():
+        assert diff <= 1e-5 * max(1.0, zero["max_abs"][name]), (name, diff, zero["max_abs"][name])
+
+
+@pytest.mark.timeout(90)
+def test_settings_mismatch_is_reported(two_ranks):
+    for result in (result["mismatch"] for result in two_ranks[1]):
+        assert result["type"] == "DistributedSettingsError" and "ValueError" in result["mro"], result
+        assert "learning_rate: rank 0 has 0.0003, rank 1 has 0.001" in result["error"]
+
+
+@pytest.mark.timeout(90)
+def test_one_rank_raising_ends_the_job(two_ranks):
+    zero, one = (result["crash"] for result in two_ranks[1])
+    assert one["error"] == "env exploded on rank 1"
+    assert zero["type"] == "DistributedError", zero
+    assert "rank 0/2" in zero["error"] and "Another rank probably crashed" in zero["error"]
+    assert zero["seconds"] < 30.0  # the peer failed at once, well before the collective timeout (60 s)
+
+
+@pytest.mark.timeout(120)
+def test_cli_nproc_end_to_end(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_sac_ext.cli",
+        "train",
+        "--nproc",
+        "2",
+        "--algo",
+        "sac",
+        "--env",
+        "Pendulum-v1",
+        "-n",
+        "300",
+        "-f",
+        str(tmp_path),
+        "--eval-episodes",
+        "1",
+        "--no-progress",
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = list((tmp_path / "sac").glob("Pendulum-v1_*"))
+    assert [run.name for run in runs] == ["Pendulum-v1_1"]  # one run folder, made by rank 0
+    assert (runs[0] / "Pendulum-v1.zip").is_file()
+    assert proc.stdout.count("Mean return over 1 episodes") == 1  # rank 0 alone evaluates
+    model = SAC.load(runs[0] / "Pendulum-v1.zip", device="cpu")
+    assert model.num_timesteps == 300 and model._distributed is None
+    assert th.isfinite(model.log_ent_coef).all()

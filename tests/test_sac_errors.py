@@ -1,0 +1,142 @@
+"""Clear, typed errors for bad arguments and unsupported spaces, also under ``python -O`` (no asserts)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from sb3_sac_ext import SAC
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, SB3SacExtError, UnsupportedSpaceError
+
+
+class SpaceEnv(gym.Env):
+    """An env with a given action space (never stepped in these tests)."""
+
+    def __init__(self, action_space: spaces.Space):
+        self.observation_space = spaces.Box(-1, 1, shape=(3,), dtype=np.float32)
+        self.action_space = action_space
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+# (constructor keyword arguments, expected error, text the message must contain)
+HYPERPARAMETER_CASES = {
+    "batch_size_zero": (dict(batch_size=0), "batch_size"),
+    "batch_size_negative": (dict(batch_size=-4), "batch_size"),
+    "batch_size_float": (dict(batch_size=32.0), "batch_size"),
+    "buffer_smaller_than_batch": (dict(buffer_size=10, batch_size=64), "buffer_size"),
+    "gamma_zero": (dict(gamma=0.0), "gamma"),
+    "gamma_above_one": (dict(gamma=1.01), "gamma"),
+    "gamma_nan": (dict(gamma=float("nan")), "gamma"),
+    "tau_zero": (dict(tau=0.0), "tau"),
+    "tau_above_one": (dict(tau=1.5), "tau"),
+    "train_freq_zero": (dict(train_freq=0), "train_freq"),
+    "train_freq_negative_tuple": (dict(train_freq=(-1, "step")), "train_freq"),
+    "train_freq_bad_unit": (dict(train_freq=(1, "epoch")), "train_freq"),
+    "gradient_steps_zero": (dict(gradient_steps=0), "gradient_steps"),
+    "learning_starts_negative": (dict(learning_starts=-1), "learning_starts"),
+    "n_steps_zero": (dict(n_steps=0), "n_steps"),
+    "policy_delay_zero": (dict(policy_delay=0), "policy_delay"),
+    "target_update_interval_zero": (dict(target_update_interval=0), "target_update_interval"),
+    "max_grad_norm_negative": (dict(max_grad_norm=-1.0), "max_grad_norm"),
+    "objective_unknown": (dict(objective="maximise"), "objective"),
+    "precision_unknown": (dict(precision="fp16"), "precision"),
+    "ent_coef_malformed": (dict(ent_coef="auto_x"), "ent_coef"),
+    "learning_rate_string": (dict(learning_rate="fast"), "learning_rate"),
+    "qf_learning_rate_negative": (dict(qf_learning_rate=-1e-3), "qf_learning_rate"),
+}
+
+SPACE_CASES = {
+    "discrete": (spaces.Discrete(3), "Discrete"),
+    "multi_discrete": (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
+    "multi_binary": (spaces.MultiBinary(2), "MultiBinary"),
+    "infinite_high": (spaces.Box(low=-1.0, high=np.inf, shape=(2,), dtype=np.float32), "finite"),
+    "infinite_low": (spaces.Box(low=-np.inf, high=np.inf, shape=(1,), dtype=np.float32), "finite"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HYPERPARAMETER_CASES))
+def test_bad_hyperparameter(case):
+    kwargs, needle = HYPERPARAMETER_CASES[case]
+    with pytest.raises(InvalidHyperparameterError, match=needle) as info:
+        SAC("MlpPolicy", "Pendulum-v1", **{"buffer_size": 1000, "batch_size": 64, **kwargs})
+    assert isinstance(info.value, ValueError) and isinstance(info.value, SB3SacExtError)
+
+
+def test_hyperparameters_checked_before_env_is_built():
+    # No env is needed to report a bad argument
+    with pytest.raises(InvalidHyperparameterError, match="gamma"):
+        SAC("MlpPolicy", None, gamma=2.0)
+
+
+@pytest.mark.parametrize("case", sorted(SPACE_CASES))
+def test_unsupported_action_space(case):
+    action_space, needle = SPACE_CASES[case]
+    with pytest.raises(UnsupportedSpaceError, match=needle) as info:
+        SAC("MlpPolicy", SpaceEnv(action_space), buffer_size=1000)
+    assert isinstance(info.value, ValueError)
+    assert "SAC" in str(info.value)
+
+
+def test_discrete_hint():
+    with pytest.raises(UnsupportedSpaceError, match="DiscreteSAC"):
+        SAC("MlpPolicy", "CartPole-v1", buffer_size=1000)
+
+
+def test_valid_edge_values_accepted():
+    model = SAC("MlpPolicy", "Pendulum-v1", gamma=1.0, tau=1.0, buffer_size=64, batch_size=64, train_freq=(1, "episode"))
+    assert model.gamma == 1.0 and model.tau == 1.0
+
+
+_SCRIPT = """
+import json, sys
+import numpy as np
+from gymnasium import spaces
+sys.path.insert(0, {tests_dir!r})
+from test_sac_errors import HYPERPARAMETER_CASES, SPACE_CASES, SpaceEnv
+from sb3_sac_ext import SAC
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
+
+results = {{"asserts_enabled": __debug__}}
+for name, (kwargs, needle) in HYPERPARAMETER_CASES.items():
+    try:
+        SAC("MlpPolicy", "Pendulum-v1", **{{"buffer_size": 1000, "batch_size": 64, **kwargs}})
+        results[name] = "no error"
+    except InvalidHyperparameterError as e:
+        results[name] = "ok" if needle in str(e) else "message lacks " + needle
+    except Exception as e:
+        results[name] = type(e).__name__
+for name, (space, needle) in SPACE_CASES.items():
+    try:
+        SAC("MlpPolicy", SpaceEnv(space), buffer_size=1000)
+        results[name] = "no error"
+    except UnsupportedSpaceError as e:
+        results[name] = "ok" if needle in str(e) else "message lacks " + needle
+    except Exception as e:
+        results[name] = type(e).__name__
+print(json.dumps(results))
+"""
+
+
+def test_errors_hold_under_python_O(tmp_path):
+    tests_dir = str(Path(__file__).parent)
+    script = tmp_path / "check_errors.py"
+    script.write_text(textwrap.dedent(_SCRIPT.format(tests_dir=tests_dir)))
+    completed = subprocess.run(
+        [sys.executable, "-O", str(script)], capture_output=True, text=True, timeout=240, cwd=str(tmp_path)
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert results.pop("asserts_enabled") is False
+    assert set(results) == set(HYPERPARAMETER_CASES) | set(SPACE_CASES)
+    assert {name: outcome for name, outcome in results.items() if outcome != "ok"} == {}
