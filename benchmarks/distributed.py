@@ -84,8 +84,12 @@ def main() -> None:
         worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out)
         return
     rows = [run_job(world, args) for world in args.world_sizes]
-    print(f"SAC Pendulum-v1, {args.total_steps} total env steps, learning_starts={args.learning_starts} per rank, 1 thread/rank")
-    header = "| ranks | wall s | env-steps/s (all ranks) | optimizer steps/s | sample-updates/s (x ranks) | final eval return |"
+    print(
+        f"SAC Pendulum-v1, {args.total_steps} total env steps, learning_starts={args.learning_starts} per rank, 1 thread/rank"
+    )
+    header = (
+        "| ranks | wall s | env-steps/s (all ranks) | optimizer steps/s | sample-updates/s (x ranks) | final eval return |"
+    )
     print(header)
     print("|" + "---|" * 6)
     for row in rows:

@@ -243,7 +243,9 @@ def _train(
     model_path = folder / f"{args.env}.zip"
     model.save(model_path)
     if model.get_vec_normalize_env() is not None:
-        model.get_vec_normalize_env().save(str(folder / "vecnormalize.pkl"))
+        from sb3_sac_ext.common.persistence import save_vec_normalize
+
+        save_vec_normalize(model.get_vec_normalize_env(), folder / "vec_normalize.zip")
     eval_env = make_env(args.env, 1, None if args.seed is None else args.seed + 2000, settings, training=False)
     if model.get_vec_normalize_env() is not None:
         eval_env.obs_rms = model.get_vec_normalize_env().obs_rms
@@ -279,16 +281,18 @@ def enjoy(args: argparse.Namespace) -> int:
 
     algo_class = get_algorithm(args.algo)
     check_env_id(args.env)
-    model_path = Path(args.model) if args.model else run_dir(args.log_folder, args.algo, args.env, new=False) / f"{args.env}.zip"
+    model_path = (
+        Path(args.model) if args.model else run_dir(args.log_folder, args.algo, args.env, new=False) / f"{args.env}.zip"
+    )
     if not model_path.is_file():
         raise SB3SacExtError(f"model file {model_path} does not exist")
     _, settings = prepare_model_kwargs(get_hyperparams(args.algo, args.env, args.hyperparams_file))
     env = make_env(args.env, 1, args.seed, settings, training=False)
-    stats_path = model_path.parent / "vecnormalize.pkl"
+    stats_path = model_path.parent / "vec_normalize.zip"
     if stats_path.is_file() and hasattr(env, "obs_rms"):
-        from stable_baselines3.common.vec_env import VecNormalize
+        from sb3_sac_ext.common.persistence import load_vec_normalize
 
-        stats = VecNormalize.load(str(stats_path), env.venv)  # type: ignore[attr-defined]
+        stats = load_vec_normalize(stats_path, env.venv)  # type: ignore[attr-defined]
         env.obs_rms = stats.obs_rms  # type: ignore[attr-defined]
     model = algo_class.load(model_path, env=env)
     mean_return, std_return = evaluate_policy(model, env, n_eval_episodes=args.n_episodes, deterministic=not args.stochastic)
@@ -312,7 +316,10 @@ def _record_video(args: argparse.Namespace, model: Any, settings: dict[str, Any]
             env.obs_rms = model.get_vec_normalize_env().obs_rms  # type: ignore[attr-defined]
         video_folder = folder / "videos"
         env = VecVideoRecorder(
-            env, str(video_folder), record_video_trigger=lambda step: step == 0, video_length=args.video_length,
+            env,
+            str(video_folder),
+            record_video_trigger=lambda step: step == 0,
+            video_length=args.video_length,
             name_prefix=f"{args.algo}-{args.env}",
         )
         obs = env.reset()
@@ -331,7 +338,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (default: Pendulum-v1)")
     parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--hyperparams-file", default=None, help="RL Zoo YAML file (default: the packaged hyperparams/<algo>.yml)")
+    parser.add_argument(
+        "--hyperparams-file", default=None, help="RL Zoo YAML file (default: the packaged hyperparams/<algo>.yml)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         module_name, function_name = DELEGATED[argv[0]].split(":")
-        return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]))
+        try:
+            return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]))
+        except (SB3SacExtError, ValueError, FileNotFoundError, ImportError) as e:
+            print(f"sb3-sac-ext {argv[0]}: error: {e}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

@@ -158,7 +158,16 @@ def prepare_model_kwargs(hyperparams: dict[str, Any]) -> tuple[dict[str, Any], d
     return kwargs, settings
 
 
-_RUN_SETTINGS = ("n_timesteps", "n_envs", "normalize", "env_wrapper", "frame_stack", "env_kwargs", "callback", "vec_env_wrapper")
+_RUN_SETTINGS = (
+    "n_timesteps",
+    "n_envs",
+    "normalize",
+    "env_wrapper",
+    "frame_stack",
+    "env_kwargs",
+    "callback",
+    "vec_env_wrapper",
+)
 
 
 def _import_by_name(dotted: str) -> Any:

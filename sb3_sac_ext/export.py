@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -689,7 +690,10 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=["onnx", "torchscript"], help="Format (default: from the suffix)")
     parser.add_argument("--stochastic", action="store_true", help="Export the distribution parameters, not the action")
     parser.add_argument("--opset", type=int, help="ONNX opset version")
-    parser.add_argument("--vec-normalize", help="vecnormalize.pkl to fold in (default: the one next to the model, if any)")
+    parser.add_argument(
+        "--vec-normalize",
+        help="normalisation statistics to fold in: vec_normalize.zip, or a pickled vecnormalize.pkl with --allow-pickle (default: the file next to the model, if any)",
+    )
     parser.add_argument("--no-vec-normalize", action="store_true", help="Do not fold VecNormalize statistics in")
     parser.add_argument("--channels-last", choices=["auto", "yes", "no"], default="auto", help="Layout of image inputs")
     parser.add_argument("--allow-pickle", action="store_true", help="Allow unpickling items of the model file (trusted files)")
@@ -709,12 +713,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     normalize = None
     stats_path = Path(args.vec_normalize) if args.vec_normalize else _find_vec_normalize(model_path)
     if not args.no_vec_normalize and stats_path is not None:
-        if not args.allow_pickle:
-            parser.error(
-                f"{stats_path} is a pickle (VecNormalize.save): pass --allow-pickle to fold it in (trusted files only), "
-                "or --no-vec-normalize"
-            )
-        normalize = _load_vec_normalize(stats_path)
+        normalize = _load_vec_normalize(stats_path, model, allow_pickle=args.allow_pickle)
     channels_last = {"auto": None, "yes": True, "no": False}[args.channels_last]
     out = export_policy(
         model,
@@ -730,19 +729,33 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _find_vec_normalize(model_path: Path) -> Path | None:
-    # RL Zoo stores <exp folder>/<env_id>/vecnormalize.pkl next to <env_id>.zip
-    for candidate in (model_path.parent / model_path.stem / "vecnormalize.pkl", model_path.parent / "vecnormalize.pkl"):
+    # Ours: vec_normalize.zip (pickle-free) next to the model; RL Zoo: <exp folder>/<env_id>/vecnormalize.pkl
+    for candidate in (
+        model_path.parent / "vec_normalize.zip",
+        model_path.parent / model_path.stem / "vecnormalize.pkl",
+        model_path.parent / "vecnormalize.pkl",
+    ):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _load_vec_normalize(stats_path: Path) -> Any:
-    import pickle
+class _SpacesEnv(gym.Env):
+    """An env that only declares the model's spaces: enough to rebuild ``VecNormalize`` statistics."""
 
-    # RL Zoo's vecnormalize.pkl is a pickle (VecNormalize.save): only load files you trust
-    with open(stats_path, "rb") as file:
-        return pickle.load(file)
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+
+def _load_vec_normalize(stats_path: Path, model: Any, allow_pickle: bool) -> Any:
+    """Normalisation statistics to fold in; a pickled ``vecnormalize.pkl`` only with ``allow_pickle``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_sac_ext.common.persistence import load_vec_normalize
+
+    venv = DummyVecEnv([lambda: _SpacesEnv(model.observation_space, model.action_space)])
+    return load_vec_normalize(stats_path, venv, allow_pickle=allow_pickle)
 
 
 if __name__ == "__main__":  # pragma: no cover

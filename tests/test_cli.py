@@ -111,3 +111,27 @@ def test_tiny_hyperparams_are_valid():
     from sb3_sac_ext.tuning.command import parse_pinned
 
     assert parse_pinned(TINY_HYPERPARAMS)["policy_kwargs"] == "dict(net_arch=[32, 32])"
+
+
+def test_train_with_normalize_writes_pickle_free_statistics(tmp_path, capsys):
+    """``normalize: true`` in the YAML: train saves vec_normalize.zip (no pickle), enjoy and export read it."""
+    from sb3_sac_ext.common.persistence import load_vec_normalize
+
+    hyperparams = tmp_path / "pendulum.yml"
+    hyperparams.write_text(
+        "Pendulum-v1:\n  policy: MlpPolicy\n  normalize: true\n  learning_starts: 50\n  batch_size: 32\n"
+        '  policy_kwargs: "dict(net_arch=[16, 16])"\n'
+    )
+    common = ["--algo", "sac", "--env", "Pendulum-v1", "-f", str(tmp_path / "logs"), "--hyperparams-file", str(hyperparams)]
+    assert main(["train", *common, "-n", "120", "--eval-episodes", "1", "--no-progress"]) == 0
+    run = tmp_path / "logs" / "sac" / "Pendulum-v1_1"
+    assert (run / "vec_normalize.zip").is_file() and not (run / "vecnormalize.pkl").exists()
+    from stable_baselines3.common.env_util import make_vec_env
+
+    stats = load_vec_normalize(run / "vec_normalize.zip", make_vec_env("Pendulum-v1", n_envs=1))  # never unpickles
+    assert stats.obs_rms.count > 100
+    assert main(["enjoy", *common, "--n-episodes", "1"]) == 0
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "actor.onnx"
+    assert main(["export", "--algo", "sac", "--model", str(run / "Pendulum-v1.zip"), "-o", str(out)]) == 0
+    assert "VecNormalize statistics from" in capsys.readouterr().out

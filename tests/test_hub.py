@@ -437,7 +437,7 @@ def test_cli_push_reads_local_normalisation_statistics(server, tmp_path, capsys)
     env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=0))
     model = SAC("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
     model.save(tmp_path / "Pendulum-v1.zip")
-    env.save(str(tmp_path / "vecnormalize.pkl"))  # what `sb3-sac-ext train` writes: a pickle
+    env.save(str(tmp_path / "vecnormalize.pkl"))  # as SB3 / RL Zoo write it: a pickle
     args = ["push", "--repo-id", "me/sac-Pendulum-v1", "--model", str(tmp_path / "Pendulum-v1.zip"), "--n-eval-episodes", "1"]
     args += ["--token", TOKEN, "--endpoint", server.endpoint]
     assert main(args) == 2

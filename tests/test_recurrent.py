@@ -118,7 +118,7 @@ def test_dict_observations():
     model = DiscreteSAC("MultiInputLstmPolicy", env, buffer_size=200, learning_starts=20, batch_size=16, policy_kwargs=SMALL)
     assert isinstance(model.replay_buffer, RecurrentDictReplayBuffer)
     model.learn(40)
-    action, state = model.predict(env.reset()[0], deterministic=True)
+    _action, state = model.predict(env.reset()[0], deterministic=True)
     assert state[0].shape == (1, 1, 8)
 
 
@@ -127,7 +127,7 @@ def test_learn_restart_starts_new_segments():
     model.learn(5)
     model.learn(5)  # reset_num_timesteps=True: the env is reset
     assert model.replay_buffer.episode_starts[5, 0]
-    env_of, start_of, lengths = model.replay_buffer.segments()
+    _env_of, start_of, _lengths = model.replay_buffer.segments()
     assert 5 in start_of.tolist()
 
 

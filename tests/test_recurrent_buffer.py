@@ -9,6 +9,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from sb3_sac_ext.common import persistence
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.recurrent.buffers import RecurrentDictReplayBuffer, RecurrentReplayBuffer
+import functools
+import operator
 
 # Episode lengths per env column; every column holds 49 transitions. (env, episode) pairs that end by truncation.
 LENGTHS = [[1, 3, 5, 40], [40, 5, 3, 1], [5, 1, 40, 3]]
@@ -93,10 +95,10 @@ def test_whole_episode_mode_returns_complete_segments():
     buffer = make(60, None, 0)
     fill(buffer)
     env_of, start_of, lengths = buffer.segments()
-    assert sorted(lengths.tolist()) == sorted(sum(LENGTHS, []))
+    assert sorted(lengths.tolist()) == sorted(functools.reduce(operator.iadd, LENGTHS, []))
     env_idx, first, burn, length = buffer.sample_windows(500, np.random.default_rng(1))
-    segs = set(zip(env_of.tolist(), start_of.tolist(), lengths.tolist()))
-    assert set(zip(env_idx.tolist(), first.tolist(), length.tolist())) == segs
+    segs = set(zip(env_of.tolist(), start_of.tolist(), lengths.tolist(), strict=False))
+    assert set(zip(env_idx.tolist(), first.tolist(), length.tolist(), strict=False)) == segs
     check_windows(buffer, buffer.get_windows(env_idx, first, burn, length))
 
 
@@ -107,7 +109,7 @@ def test_every_transition_is_covered_by_exactly_sequence_length_virtual_starts()
         env_of, start_of, lengths = buffer.segments()
         n_valid = buffer.buffer_size if buffer.full else buffer.pos
         coverage = np.zeros((buffer.n_envs, n_valid), dtype=int)
-        for env, start, n in zip(env_of, start_of, lengths):
+        for env, start, n in zip(env_of, start_of, lengths, strict=False):
             for offset in range(-3, n):
                 lo, hi = max(offset, 0), min(offset + 4, n)
                 coverage[env, start + lo : start + hi] += 1
@@ -166,13 +168,15 @@ def test_restart_and_loaded_buffer_start_new_segments(tmp_path):
     np.testing.assert_array_equal(loaded.episode_starts, buffer.episode_starts)
     np.testing.assert_array_equal(loaded._next_is_start, buffer._next_is_start)
     assert loaded.sequence_length == 8 and loaded.burn_in == 0
-    for a, b in zip(loaded.segments(), buffer.segments()):
+    for a, b in zip(loaded.segments(), buffer.segments(), strict=False):
         np.testing.assert_array_equal(a, b)
     # No window crosses the restart at step 10
-    env_idx, first, burn, length = loaded.sample_windows(2000, np.random.default_rng(0))
+    _env_idx, first, burn, length = loaded.sample_windows(2000, np.random.default_rng(0))
     assert not ((first < 10) & (first + burn + length > 10)).any()
     loaded.mark_episode_starts()
-    loaded.add(np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32), np.zeros((3, 1)), np.zeros(3), np.zeros(3), [{}] * 3)
+    loaded.add(
+        np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32), np.zeros((3, 1)), np.zeros(3), np.zeros(3), [{}] * 3
+    )
     assert loaded.episode_starts[20].all()
 
 

@@ -12,11 +12,11 @@ to a value. Besides plain floats and callables, every learning-rate argument acc
 
 import math
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 
-ScheduleLike = Union[float, int, str, Callable[[float], float]]
+ScheduleLike = float | int | str | Callable[[float], float]
 
 
 class BaseSchedule:

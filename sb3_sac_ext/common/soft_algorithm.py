@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.utils import update_learning_rate
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
@@ -70,16 +71,41 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
         check_distributed_arg(params.get("distributed", "auto"))
 
+    def _default_target_entropy(self) -> float:
+        """:return: The target entropy that ``target_entropy="auto"`` stands for (set by each algorithm)."""
+        raise NotImplementedError
+
     def _setup_model(self) -> None:
         """
-        Data-parallel setup (see :mod:`sb3_sac_ext.common.distributed`) before SB3's ``OffPolicyAlgorithm._setup_model``
-        builds the policy: per-rank device and process group. The algorithms' ``_setup_model`` call this through
-        ``super()``.
+        Build everything both algorithms share, after their own space checks: the recurrent configuration, the
+        data-parallel setup (per-rank device and process group, see :mod:`sb3_sac_ext.common.distributed`), SB3's
+        ``OffPolicyAlgorithm._setup_model`` (buffer, policy), the aliases, the temperature, each optimizer's initial
+        learning rate and the precision.
         """
+        from stable_baselines3.common.utils import get_parameters_by_name
+
         from sb3_sac_ext.common import distributed
 
+        if self.n_steps > 1 and isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is None:  # type: ignore[attr-defined]
+            raise InvalidHyperparameterError(
+                "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
+                "use n_steps=1"
+            )
+        if self._is_recurrent:  # type: ignore[attr-defined]
+            from sb3_sac_ext.common.recurrent.training import configure_recurrent
+
+            configure_recurrent(self)
         self._distributed: distributed.DistributedState | None = distributed.setup(self)
         super()._setup_model()  # type: ignore[misc]
+        self._create_aliases()
+        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self._setup_temperature(self._default_target_entropy())
+        # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
+        for name, optimizer in self.optimizers.items():
+            update_learning_rate(optimizer, self.lr_schedules[name](1))
+        self._apply_rnn_learning_rate(1.0)
+        self._setup_precision()
 
     def set_random_seed(self, seed: int | None = None) -> None:
         """
@@ -298,9 +324,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._check_nonfinite_losses()
 
     def _flush_train_logs(self) -> None:
+        # Latest value of each statistic: with policy_delay > 1 the actor's loss of an earlier train() call is kept
         for key, value in self._train_logs.items():
             self.logger.record(key, float(value))
-        self._train_logs.clear()
 
     def dump_logs(self) -> None:
         """Write the pending training statistics, then SB3's usual log dump."""
@@ -550,7 +576,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
             check_predict_observation(observation, self.observation_space)  # type: ignore[attr-defined]
         return super().predict(observation, state, episode_start, deterministic)  # type: ignore[misc]
 
-    def _store_transition(self, replay_buffer: Any, buffer_action: Any, new_obs: Any, reward: Any, dones: Any, infos: Any) -> None:
+    def _store_transition(
+        self, replay_buffer: Any, buffer_action: Any, new_obs: Any, reward: Any, dones: Any, infos: Any
+    ) -> None:
         # NaN/inf rewards or observations never reach the replay buffer (cheap numpy checks)
         from sb3_sac_ext.common.persistence import check_transition
 

@@ -104,9 +104,7 @@ def check_action_space(action_space: spaces.Space, supported: tuple[type[spaces.
         hint = " Use DiscreteSAC for Discrete actions." if isinstance(action_space, spaces.Discrete) else ""
         if isinstance(action_space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)) and spaces.Discrete in supported:
             hint = " Use SAC for Box actions." if isinstance(action_space, spaces.Box) else ""
-        raise UnsupportedSpaceError(
-            f"{algo} does not support the action space {action_space}; supported: {names}.{hint}"
-        )
+        raise UnsupportedSpaceError(f"{algo} does not support the action space {action_space}; supported: {names}.{hint}")
     if isinstance(action_space, spaces.Box) and not (
         np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))
     ):

@@ -8,7 +8,6 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
@@ -289,23 +288,11 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
                     f"DiscreteSAC needs a Discrete action space starting at 0, got {self.action_space}; "
                     "wrap the env with a gymnasium.ActionWrapper that adds the offset"
                 )
-        if self.n_steps > 1 and isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is None:
-            raise InvalidHyperparameterError(
-                "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
-                "use n_steps=1"
-            )
-        if self._is_recurrent:
-            from sb3_sac_ext.common.recurrent.training import configure_recurrent
-
-            configure_recurrent(self)
         super()._setup_model()
-        self._create_aliases()
-        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
-        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
-        n_actions = int(self.action_space.n)  # type: ignore[union-attr]
-        self._setup_temperature(default_target_entropy=self.target_entropy_scale * math.log(n_actions))
-        self._apply_rnn_learning_rate(1.0)
-        self._setup_precision()
+
+    def _default_target_entropy(self) -> float:
+        # target_entropy_scale * log(n_actions): a fraction of the maximum entropy (Christodoulou 2019 uses 0.98)
+        return self.target_entropy_scale * math.log(int(self.action_space.n))  # type: ignore[union-attr]
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if self._is_recurrent:

@@ -48,7 +48,9 @@ class RecurrentCategoricalActor(RecurrentNetwork):
 class RecurrentDiscreteCritic(RecurrentNetwork):
     """Recurrent DiscreteSAC critics: one RNN, then ``n_critics`` MLPs ``latent -> Q(s, .)`` as one ensemble."""
 
-    def __init__(self, *args: Any, net_arch: list[int], activation_fn: type[nn.Module] = nn.ReLU, n_critics: int = 2, **kwargs: Any):
+    def __init__(
+        self, *args: Any, net_arch: list[int], activation_fn: type[nn.Module] = nn.ReLU, n_critics: int = 2, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.n_critics = n_critics
         self.qf = EnsembleMLP(n_critics, self.latent_dim, net_arch, int(self.action_space.n), activation_fn)  # type: ignore[attr-defined]

@@ -64,7 +64,9 @@ class RecurrentContinuousCritic(RecurrentNetwork):
     Recurrent SAC critics: one RNN, then ``n_critics`` MLPs on ``[latent, action]`` as one ensemble.
     """
 
-    def __init__(self, *args: Any, net_arch: list[int], activation_fn: type[nn.Module] = nn.ReLU, n_critics: int = 2, **kwargs: Any):
+    def __init__(
+        self, *args: Any, net_arch: list[int], activation_fn: type[nn.Module] = nn.ReLU, n_critics: int = 2, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.n_critics = n_critics
         self.qf = EnsembleMLP(n_critics, self.latent_dim + get_action_dim(self.action_space), net_arch, 1, activation_fn)

@@ -8,12 +8,10 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name, update_learning_rate
 from stable_baselines3.sac import policies as sb3_sac_policies
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.entropy import parse_ent_coef
-from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin
 from sb3_sac_ext.common.validation import check_action_space
 from sb3_sac_ext.sac.policies import (
@@ -206,30 +204,11 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         self.policy_class = _SB3_POLICY_MAP.get(self.policy_class, self.policy_class)  # type: ignore[has-type]
         if self.action_space is not None:
             check_action_space(self.action_space, (spaces.Box,), "SAC")
-        if self.n_steps > 1 and isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is None:
-            raise InvalidHyperparameterError(
-                "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
-                "use n_steps=1"
-            )
-        if self._is_recurrent:
-            from sb3_sac_ext.common.recurrent.training import configure_recurrent
-
-            configure_recurrent(self)
         super()._setup_model()
-        self._create_aliases()
-        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
-        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
-        self._setup_temperature(default_target_entropy=-float(np.prod(self.action_space.shape)))  # type: ignore[union-attr]
-        # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
-        for name, optimizer in self.optimizers.items():
-            update_learning_rate(optimizer, self.lr_schedules[name](1))
-        self._apply_rnn_learning_rate(1.0)
-        self._setup_precision()
 
-    def _create_aliases(self) -> None:
-        self.actor = self.policy.actor
-        self.critic = self.policy.critic
-        self.critic_target = self.policy.critic_target
+    def _default_target_entropy(self) -> float:
+        # -dim(A), as in SB3 and the SAC paper (https://arxiv.org/abs/1812.05905)
+        return -float(np.prod(self.action_space.shape))  # type: ignore[union-attr]
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if self._is_recurrent:
@@ -317,22 +296,6 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
                     groups = [{**group, **flags} for group in state["param_groups"]]
                     load_path_or_dict[name] = {**state, "param_groups": groups}
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
-
-    def _update_target(self) -> None:
-        """Polyak update of the target critics, one foreach op for all tensors."""
-        with th.no_grad():
-            th._foreach_lerp_(self._target_params, self._online_params, self.tau)
-            # Copy running stats, see SB3 GH issue #996
-            for stat, target_stat in zip(self.batch_norm_stats, self.batch_norm_stats_target):
-                target_stat.copy_(stat)
-
-    @property
-    def _online_params(self) -> list[th.Tensor]:
-        return list(self.critic.parameters())
-
-    @property
-    def _target_params(self) -> list[th.Tensor]:
-        return list(self.critic_target.parameters())
 
     def learn(
         self: SelfSAC,

@@ -19,16 +19,16 @@ RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
 RNNState = tuple[th.Tensor, th.Tensor]
 
 
-def check_rnn_kwargs(
-    lstm_hidden_size: Any, n_lstm_layers: Any, rnn_type: Any, sequence_length: Any, burn_in: Any
-) -> None:
+def check_rnn_kwargs(lstm_hidden_size: Any, n_lstm_layers: Any, rnn_type: Any, sequence_length: Any, burn_in: Any) -> None:
     """Typed errors for the recurrent ``policy_kwargs``."""
     for name, value in (("lstm_hidden_size", lstm_hidden_size), ("n_lstm_layers", n_lstm_layers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidHyperparameterError(f"{name} must be a positive int, got {value!r}")
     if rnn_type not in RNN_TYPES:
         raise InvalidHyperparameterError(f"rnn_type must be one of {sorted(RNN_TYPES)}, got {rnn_type!r}")
-    if sequence_length is not None and (isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1):
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1
+    ):
         raise InvalidHyperparameterError(f"sequence_length must be a positive int or None, got {sequence_length!r}")
     if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
         raise InvalidHyperparameterError(f"burn_in must be a non-negative int, got {burn_in!r}")

@@ -61,7 +61,9 @@ class RecurrentNetwork(BaseModel):
         rnn_type: str = "lstm",
         shared_rnn: RNNBlock | None = None,
     ):
-        super().__init__(observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images)
+        super().__init__(
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+        )
         self.shares_rnn = shared_rnn is not None
         self.rnn = shared_rnn if shared_rnn is not None else RNNBlock(features_dim, lstm_hidden_size, n_lstm_layers, rnn_type)
         self.latent_dim = lstm_hidden_size
@@ -174,7 +176,10 @@ class RecurrentSoftPolicy(BasePolicy):
         shared = (self.actor.features_extractor, self.actor.rnn) if self.shared_lstm else None
         self.critic = self.make_critic(shared)
         self.critic.optimizer = make_optimizer(
-            self.optimizer_class, rnn_param_groups(self.critic, lr, rnn_lr, skip_shared=self.shared_lstm), lr, self.optimizer_kwargs
+            self.optimizer_class,
+            rnn_param_groups(self.critic, lr, rnn_lr, skip_shared=self.shared_lstm),
+            lr,
+            self.optimizer_kwargs,
         )
         self.critic_target = self.make_critic(None)
         self.critic_target.load_state_dict(self.critic.state_dict())

@@ -69,7 +69,9 @@ def reset_states(model: Any, env_mask: np.ndarray | None = None) -> None:
         buffer.mark_episode_starts(mask)
 
 
-def sample_action(model: Any, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def sample_action(
+    model: Any, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """
     SB3's ``OffPolicyAlgorithm._sample_action`` for recurrent policies: the actor's RNN state is carried per env
     (``model._last_lstm_states``, reset where ``model._last_episode_starts``), also during the warm-up (random
@@ -193,7 +195,13 @@ def train_sac(model: Any, gradient_steps: int, batch_size: int) -> None:
 
 def train_discrete_sac(model: Any, gradient_steps: int, batch_size: int) -> None:
     """Recurrent DiscreteSAC update (``batch_size`` counts transitions); the loss functions of ``discrete_sac.py``."""
-    from sb3_sac_ext.discrete_sac.discrete_sac import actor_loss, critic_loss, critic_target, negative_entropy, soft_state_value
+    from sb3_sac_ext.discrete_sac.discrete_sac import (
+        actor_loss,
+        critic_loss,
+        critic_target,
+        negative_entropy,
+        soft_state_value,
+    )
 
     model.policy.set_training_mode(True)
     model._update_learning_rates()

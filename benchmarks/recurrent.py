@@ -1,0 +1,118 @@
+"""
+Recurrent SAC / DiscreteSAC (``MlpLstmPolicy``) vs ``MlpPolicy`` vs ``MlpPolicy`` with frame stacking (VecFrameStack 4),
+same budget and MLP sizes, on partially observable tasks (issue 8), plus the update speed of each path.
+
+    python benchmarks/recurrent.py                                   # all envs, variants, 3 seeds (hours on a CPU)
+    python benchmarks/recurrent.py --envs PendulumNoVel-v1 --seeds 0 --timesteps 20000 --variants lstm mlp
+    python benchmarks/recurrent.py --speed-only                      # updates/s only
+
+Targets: PendulumNoVel-v1 @50k: lstm >= -300 and >= framestack, mlp far below; CartPoleNoVel-v1 @100k (DiscreteSAC):
+lstm >= 400, mlp <= 100; popgym-RepeatFirstEasy-v0 @100k (whole episodes): lstm >= 0.5, mlp and framestack ~ -0.5.
+"""
+
+import argparse
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecFrameStack
+
+from sb3_sac_ext import SAC, DiscreteSAC
+
+LSTM = dict(lstm_hidden_size=64, net_arch=[64, 64])
+MLP = dict(net_arch=[64, 64])
+SETTINGS: dict[str, dict[str, Any]] = {
+    "PendulumNoVel-v1": dict(
+        algo=SAC,
+        timesteps=50_000,
+        lstm=dict(sequence_length=16, burn_in=8),
+        kwargs=dict(learning_rate=1e-3, buffer_size=50_000, learning_starts=1000, batch_size=256, gamma=0.98),
+    ),
+    "CartPoleNoVel-v1": dict(
+        algo=DiscreteSAC,
+        timesteps=100_000,
+        lstm=dict(sequence_length=16, burn_in=8),
+        kwargs=dict(learning_rate=1e-3, buffer_size=100_000, learning_starts=1000, batch_size=256, gamma=0.99),
+    ),
+    "popgym-RepeatFirstEasy-v0": dict(
+        algo=DiscreteSAC,
+        timesteps=100_000,
+        lstm=dict(sequence_length=None),
+        kwargs=dict(learning_rate=1e-3, buffer_size=100_000, learning_starts=1000, batch_size=256, gamma=0.99),
+    ),
+}
+
+
+def register_envs(env_id: str) -> None:
+    if env_id.startswith("popgym"):
+        import popgym  # noqa: F401  (pip install popgym: registers the envs, no torch dependency)
+    else:
+        import rl_zoo3.import_envs  # noqa: F401  (registers PendulumNoVel-v1, CartPoleNoVel-v1)
+
+
+def make_model(env_id: str, variant: str, seed: int) -> Any:
+    setting = SETTINGS[env_id]
+    register_envs(env_id)
+    env = make_vec_env(env_id, n_envs=1, seed=seed)
+    policy, policy_kwargs = "MlpPolicy", dict(MLP)
+    if variant == "framestack":
+        env = VecFrameStack(env, 4)
+    elif variant == "lstm":
+        policy, policy_kwargs = "MlpLstmPolicy", {**LSTM, **setting["lstm"]}
+    return setting["algo"](policy, env, policy_kwargs=policy_kwargs, seed=seed, **setting["kwargs"])
+
+
+def update_speed(env_id: str, variant: str, n_updates: int = 200) -> float:
+    """Gradient updates per second (batch of 256 transitions), after 2000 steps of data."""
+    model = make_model(env_id, variant, seed=0)
+    model.learning_starts = 10**9
+    model.learn(2000)
+    model.train(gradient_steps=10, batch_size=256)  # warm-up
+    start = time.perf_counter()
+    model.train(gradient_steps=n_updates, batch_size=256)
+    return n_updates / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--variants", nargs="+", default=["lstm", "mlp", "framestack"], choices=["lstm", "mlp", "framestack"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--timesteps", type=int, default=None, help="override the per-env budget")
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+
+    print("| env | variant | updates/s |")
+    print("|---|---|---|")
+    for env_id in args.envs:
+        for variant in args.variants:
+            print(f"| {env_id} | {variant} | {update_speed(env_id, variant):.0f} |", flush=True)
+    if args.speed_only:
+        return
+    print("\n| env | variant | timesteps | seed | mean return | std | train time (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for env_id in args.envs:
+        timesteps = args.timesteps or SETTINGS[env_id]["timesteps"]
+        for variant in args.variants:
+            means = []
+            for seed in args.seeds:
+                model = make_model(env_id, variant, seed)
+                start = time.perf_counter()
+                model.learn(timesteps)
+                elapsed = time.perf_counter() - start
+                mean, std = evaluate_policy(model, model.env, n_eval_episodes=args.eval_episodes, deterministic=True)
+                means.append(mean)
+                print(f"| {env_id} | {variant} | {timesteps} | {seed} | {mean:.2f} | {std:.2f} | {elapsed:.0f} |", flush=True)
+            print(f"| {env_id} | {variant} | {timesteps} | mean | {np.mean(means):.2f} | {np.std(means):.2f} | |", flush=True)
+
+
+if __name__ == "__main__":
+    gym.logger.min_level = 40
+    main()
