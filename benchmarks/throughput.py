@@ -28,6 +28,8 @@ def worker(algo: str, env_id: str, threads: int, precision: str, steps: int, war
         from stable_baselines3 import SAC
 
         model = SAC("MlpPolicy", env_id, learning_starts=100, seed=0)
+    elif algo == "ours-nochecks":
+        model = _unchecked_sac()("MlpPolicy", env_id, learning_starts=100, seed=0, precision=precision)
     else:
         from sb3_sac_ext import SAC
 
@@ -51,6 +53,30 @@ def worker(algo: str, env_id: str, threads: int, precision: str, steps: int, war
     }
 
 
+def _unchecked_sac() -> type:
+    """Our SAC without the non-finite checks (observations, rewards, losses): to measure what they cost."""
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    from sb3_sac_ext import SAC
+
+    class UncheckedSAC(SAC):
+        check_observations = False
+
+        def _store_transition(self, *args, **kwargs) -> None:
+            OffPolicyAlgorithm._store_transition(self, *args, **kwargs)
+
+        def _optimizer_step(self, name, loss) -> None:
+            optimizer = self.optimizers[name]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        def _check_nonfinite_losses(self) -> None:
+            pass
+
+    return UncheckedSAC
+
+
 def run_one(algo: str, env_id: str, threads: int, precision: str, steps: int, warmup: int) -> dict:
     command = [sys.executable, __file__, "--worker", algo, env_id, str(threads), precision, str(steps), str(warmup)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -70,6 +96,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="measured env steps per run")
     parser.add_argument("--warmup", type=int, default=300, help="env steps before timing (includes learning_starts=100)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per configuration")
+    parser.add_argument(
+        "--checks-overhead",
+        action="store_true",
+        help="instead: ours with and without the non-finite checks (observations, rewards, losses), alternating",
+    )
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -86,6 +117,10 @@ def main() -> None:
         args.precisions = ["fp32", "bf16"] if bf16_is_fast(th.device("cpu")) else ["fp32"]
         if "bf16" not in args.precisions:
             print("note: this CPU has no native bf16 (no AMX): bf16 is emulated and skipped; pass --precisions fp32 bf16")
+
+    if args.checks_overhead:
+        measure_checks_overhead(args)
+        return
 
     rows = []
     for env_id in args.envs:
@@ -120,6 +155,20 @@ def main() -> None:
             f"{env_id:<16} {threads:>3} {name:<10} {env_steps:>11.1f} {updates:>9.1f} {ratio:>6.2f} {rss:>11.0f} {buffer_bytes:>11.0f}"
         )
     print(f"(median of {args.repeats} alternating runs of {args.steps} env steps; ratio = ours / SB3 updates/s)")
+
+
+def measure_checks_overhead(args: argparse.Namespace) -> None:
+    """Updates/s of ours with and without the non-finite checks, alternating runs; prints the overhead."""
+    print(f"{'env':<16} {'thr':>3} {'checked':>9} {'unchecked':>9} {'overhead':>8}")
+    for env_id in args.envs:
+        for threads in args.threads:
+            checked, unchecked = [], []
+            for _ in range(args.repeats):
+                checked.append(run_one("ours", env_id, threads, "fp32", args.steps, args.warmup)["updates_per_s"])
+                unchecked.append(run_one("ours-nochecks", env_id, threads, "fp32", args.steps, args.warmup)["updates_per_s"])
+            with_checks, without = statistics.median(checked), statistics.median(unchecked)
+            print(f"{env_id:<16} {threads:>3} {with_checks:>9.1f} {without:>9.1f} {100 * (without / with_checks - 1):>7.1f}%")
+    print(f"(updates/s, median of {args.repeats} alternating runs of {args.steps} env steps)")
 
 
 if __name__ == "__main__":

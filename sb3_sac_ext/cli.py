@@ -50,6 +50,15 @@ def check_env_id(env_id: str) -> None:
         except ImportError as e:
             raise SB3SacExtError(f"unknown environment {env_id!r}: cannot import {module!r} ({e})") from None
     if name not in gym.registry:
+        # Env packages that register on import, as RL Zoo's import_envs does (Atari: ale-py; RL Zoo's own envs)
+        import importlib
+
+        for module in ("ale_py", "rl_zoo3.import_envs"):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+    if name not in gym.registry:
         raise SB3SacExtError(f"unknown environment {env_id!r}: it is not registered with gymnasium")
 
 

@@ -28,6 +28,19 @@ Algorithms plug in through a small interface on the actor: an actor may define
 observation after normalisation and transposition; the method applies SB3's preprocessing through
 ``extract_features``). Otherwise the action space decides: Box -> SB3's SAC ``Actor`` (``latent_pi``, ``mu``, ``log_std``),
 Discrete -> a categorical actor whose ``logits(obs)`` method, or else ``forward(obs)``, returns logits.
+
+Recurrent policies (``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``: an actor with an ``rnn``
+:class:`~sb3_sac_ext.common.recurrent.layers.RNNBlock`) export the RNN state as explicit inputs and outputs, one
+step per call, as ``model.predict(obs, state, episode_start)`` does::
+
+    inputs:  obs (batch, ...) [or one per Dict key], h (n_layers, batch, hidden), c (LSTM only), episode_start (batch,)
+    outputs: action [or mean, log_std | logits], h_out, c_out (LSTM only)
+
+The state of the envs whose ``episode_start`` is 1 is zeroed before the step (float32 0./1.; TorchScript also takes
+bool). A GRU has no cell state: its file has no ``c`` input and no ``c_out`` output (``predict`` carries a zero
+``c`` for it). The batch dimension (dimension 1 of ``h`` and ``c``) is dynamic. An actor may define
+``export_head(latent, deterministic) -> dict[str, th.Tensor]`` to map the RNN output to the outputs; otherwise
+``dist_params(latent)`` (Box) or ``logits_net(latent)`` (Discrete) is used.
 """
 
 import argparse
@@ -51,6 +64,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from torch import nn
 
 from sb3_sac_ext.common.errors import SB3SacExtError, UnsupportedSpaceError
+from sb3_sac_ext.common.recurrent.layers import RNNBlock
 from sb3_sac_ext.version import __version__
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
@@ -58,6 +72,8 @@ INSTALL_HINT = 'pip install "sb3-sac-ext[export]"'
 # Batch sizes of the example inputs used at export time and to verify the exported file
 _EXPORT_BATCH = 2
 _VERIFY_BATCH = 5
+# Steps of the sequence that verifies a recurrent export
+_VERIFY_STEPS = 4
 
 
 class ExportFormatError(SB3SacExtError, ValueError):
@@ -120,6 +136,8 @@ class ExportedPolicy(nn.Module):
     """
     The deployable policy: raw env observations in (positional, in ``input_names`` order), actions or
     distribution parameters out (in ``output_names`` order). Only plain torch ops, so it traces and exports.
+    For a recurrent actor the inputs go on with the state (``h``, and ``c`` for an LSTM) and ``episode_start``,
+    and the outputs with the new state (``h_out``, ``c_out``).
 
     :param actor: The model's actor (``model.policy.actor``)
     :param observation_space: The model's observation space (channel-first images)
@@ -160,16 +178,32 @@ class ExportedPolicy(nn.Module):
             self.register_buffer("high", th.as_tensor(action_space.high, dtype=th.float32).reshape(-1))
         elif not isinstance(action_space, spaces.Discrete):
             raise UnsupportedSpaceError(f"Cannot export a policy for the action space {action_space}")
+        rnn = recurrent_actor_rnn(actor)
+        self.recurrent = rnn is not None
+        # GRU: no cell state, so no ``c`` input / ``c_out`` output
+        self.state_names = [] if rnn is None else ["h", "c"] if rnn.rnn_type == "lstm" else ["h"]
         self.output_names = self._output_names()
 
     @property
-    def input_names(self) -> list[str]:
+    def observation_names(self) -> list[str]:
         return list(self.keys) if self.is_dict else ["obs"]
+
+    @property
+    def input_names(self) -> list[str]:
+        if self.recurrent:
+            return [*self.observation_names, *self.state_names, "episode_start"]
+        return self.observation_names
 
     def _output_names(self) -> list[str]:
         if self.deterministic:
-            return ["action"]
-        return ["mean", "log_std"] if isinstance(self.action_space, spaces.Box) else ["logits"]
+            names = ["action"]
+        else:
+            names = ["mean", "log_std"] if isinstance(self.action_space, spaces.Box) else ["logits"]
+        return [*names, *(f"{name}_out" for name in self.state_names)]
+
+    def batch_axis(self, name: str) -> int:
+        """Dimension of the input or output ``name`` that is the batch (1 for the RNN state, else 0)."""
+        return 1 if name in self.state_names or name.removesuffix("_out") in self.state_names else 0
 
     def _model_input(self, obs: th.Tensor, key: str, space: spaces.Space) -> th.Tensor:
         name = key if self.is_dict else "obs"
@@ -179,7 +213,8 @@ class ExportedPolicy(nn.Module):
             obs = obs.permute(0, 3, 1, 2)
         return obs
 
-    def forward(self, *observations: th.Tensor) -> tuple[th.Tensor, ...]:
+    def forward(self, *inputs: th.Tensor) -> tuple[th.Tensor, ...]:
+        observations = inputs[: len(self.keys)]
         if self.is_dict:
             obs: Any = {
                 key: self._model_input(value, key, self.observation_space[key])
@@ -187,7 +222,11 @@ class ExportedPolicy(nn.Module):
             }
         else:
             obs = self._model_input(observations[0], "", self.observation_space)
-        outputs = actor_export_outputs(self.actor, obs, self.deterministic)
+        if self.recurrent:
+            state = inputs[len(self.keys) : -1]
+            outputs = recurrent_actor_export_outputs(self.actor, obs, state, inputs[-1], self.deterministic)
+        else:
+            outputs = actor_export_outputs(self.actor, obs, self.deterministic)
         if self.deterministic and isinstance(self.action_space, spaces.Box):
             # SB3's predict: unscale_action from [-1, 1] to [low, high], then clip to the bounds
             scaled = outputs["action"].reshape(outputs["action"].shape[0], -1)
@@ -198,15 +237,16 @@ class ExportedPolicy(nn.Module):
 
 
 class _DictInputPolicy(nn.Module):
-    """TorchScript entry point for Dict observations: takes ``{key: tensor}`` like ``predict`` does."""
+    """TorchScript entry point for Dict observations: takes ``{key: tensor}`` like ``predict`` does
+    (then ``h``, ``c``, ``episode_start`` for a recurrent policy)."""
 
     def __init__(self, policy: ExportedPolicy):
         super().__init__()
         self.policy = policy
         self.keys = list(policy.keys)
 
-    def forward(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, ...]:
-        return self.policy(*[obs[key] for key in self.keys])
+    def forward(self, obs: dict[str, th.Tensor], *state: th.Tensor) -> tuple[th.Tensor, ...]:
+        return self.policy(*[obs[key] for key in self.keys], *state)
 
 
 def _preprocess(actor: nn.Module, obs: Any) -> Any:
@@ -250,6 +290,53 @@ def actor_export_outputs(actor: nn.Module, obs: Any, deterministic: bool) -> dic
         if deterministic:
             return {"action": th.argmax(logits, dim=-1)}
         return {"logits": logits}
+    raise UnsupportedSpaceError(f"Cannot export a policy for the action space {actor.action_space}")
+
+
+def recurrent_actor_rnn(actor: nn.Module) -> RNNBlock | None:
+    """The RNN of a recurrent actor (``actor.rnn``), ``None`` for a feed-forward one."""
+    rnn = getattr(actor, "rnn", None)
+    return rnn if isinstance(rnn, RNNBlock) else None
+
+
+def recurrent_actor_export_outputs(
+    actor: nn.Module, obs: Any, state: Sequence[th.Tensor], episode_start: th.Tensor, deterministic: bool
+) -> dict[str, th.Tensor]:
+    """
+    One step of a recurrent actor for export, as ``RecurrentSoftPolicy.predict_step``: the state of the envs whose
+    ``episode_start`` is 1 is zeroed, then ``obs -> features -> RNN -> head``.
+
+    :param actor: A recurrent actor (``model.policy.actor`` of a ``*LstmPolicy``)
+    :param obs: Observation after VecNormalize and transposition, before SB3's preprocessing
+    :param state: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU, each ``(n_layers, batch, hidden)``
+    :param episode_start: 1 where an episode starts, shape ``(batch,)``
+    :param deterministic: Action or distribution parameters
+    :return: Output name -> tensor, the outputs of :func:`actor_export_outputs` plus ``h_out`` (and ``c_out``)
+    """
+    rnn = recurrent_actor_rnn(actor)
+    if rnn is None:
+        raise SB3SacExtError(f"{type(actor).__name__} is not a recurrent actor (no RNNBlock ``rnn``)")
+    features = actor.features_extractor(_preprocess(actor, obs))
+    h = state[0]
+    c = state[1] if rnn.rnn_type == "lstm" else h  # a GRU ignores c
+    latent, (h_out, c_out) = rnn.step(features, (h, c), episode_start)
+    outputs = _recurrent_head(actor, latent, deterministic)
+    outputs["h_out"] = h_out
+    if rnn.rnn_type == "lstm":
+        outputs["c_out"] = c_out
+    return outputs
+
+
+def _recurrent_head(actor: nn.Module, latent: th.Tensor, deterministic: bool) -> dict[str, th.Tensor]:
+    """RNN output -> action (in [-1, 1] for Box) or distribution parameters, as the recurrent actors compute them."""
+    if hasattr(actor, "export_head"):
+        return dict(actor.export_head(latent, deterministic))
+    if isinstance(actor.action_space, spaces.Box):
+        mean, log_std = actor.dist_params(latent)
+        return {"action": th.tanh(mean)} if deterministic else {"mean": mean, "log_std": log_std}
+    if isinstance(actor.action_space, spaces.Discrete):
+        logits = actor.logits_net(latent).float()
+        return {"action": th.argmax(logits, dim=-1)} if deterministic else {"logits": logits}
     raise UnsupportedSpaceError(f"Cannot export a policy for the action space {actor.action_space}")
 
 
@@ -368,19 +455,83 @@ def _copy_space(space: spaces.Space) -> spaces.Space:
     return copy.deepcopy(space)
 
 
-def _reference_outputs(model: Any, policy: ExportedPolicy, inputs: list[np.ndarray], normalize: Any) -> list[np.ndarray]:
-    """What the exported file must return: ``model.predict`` (deterministic) or the actor's distribution parameters."""
+def _state_inputs(policy: ExportedPolicy, actor: nn.Module, batch: int, seed: int | None) -> list[np.ndarray]:
+    """Initial state inputs of a recurrent policy (zeros when ``seed`` is None) and ``episode_start`` (zeros)."""
+    rnn = recurrent_actor_rnn(actor)
+    assert rnn is not None
+    shape = (rnn.n_layers, batch, rnn.hidden_size)
+    rng = np.random.default_rng(seed)
+    states = [
+        np.zeros(shape, dtype=np.float32) if seed is None else rng.normal(size=shape).astype(np.float32)
+        for _ in policy.state_names
+    ]
+    return [*states, np.zeros(batch, dtype=np.float32)]
+
+
+def _model_obs(policy: ExportedPolicy, inputs: list[np.ndarray], normalize: Any) -> Any:
     obs: Any = dict(zip(policy.keys, inputs, strict=True)) if policy.is_dict else inputs[0]
     if normalize is not None:
         obs = normalize.normalize_obs(obs)
     if policy.channels_last:
         obs = to_model_layout(policy.observation_space, obs)
+    return obs
+
+
+def _verification_steps(
+    model: Any, policy: ExportedPolicy, input_space: spaces.Space, normalize: Any
+) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """
+    ``(inputs, expected outputs)`` of the calls that verify the exported file: one batch for a feed-forward policy;
+    for a recurrent one a short sequence from a random state, with episode starts (envs 0 and 1 at steps 0 and 2),
+    each step fed the state that ``model.predict`` returned at the step before.
+    """
+    if not policy.recurrent:
+        inputs = _example_inputs(input_space, _VERIFY_BATCH, seed=2)
+        return [(inputs, _reference_outputs(model, policy, inputs, normalize))]
+    steps = []
+    *state, _ = _state_inputs(policy, model.policy.actor, _VERIFY_BATCH, seed=3)
+    for t in range(_VERIFY_STEPS):
+        obs_inputs = _example_inputs(input_space, _VERIFY_BATCH, seed=2 + t)
+        episode_start = np.zeros(_VERIFY_BATCH, dtype=np.float32)
+        if t in (0, 2):
+            episode_start[t // 2] = 1.0
+        inputs = [*obs_inputs, *state, episode_start]
+        expected = _reference_outputs(model, policy, inputs, normalize)
+        steps.append((inputs, expected))
+        state = expected[len(expected) - len(policy.state_names) :]
+    return steps
+
+
+def _reference_outputs(model: Any, policy: ExportedPolicy, inputs: list[np.ndarray], normalize: Any) -> list[np.ndarray]:
+    """What the exported file must return: ``model.predict`` (deterministic) or the actor's distribution parameters."""
+    obs = _model_obs(policy, inputs[: len(policy.keys)], normalize)
+    if policy.recurrent:
+        return _recurrent_reference_outputs(model, policy, obs, inputs[len(policy.keys) :])
     if policy.deterministic:
         return [model.predict(obs, deterministic=True)[0]]
     obs_tensor, _ = model.policy.obs_to_tensor(obs)
     with th.no_grad():
         outputs = actor_export_outputs(model.policy.actor, obs_tensor, deterministic=False)
     return [outputs[name].cpu().numpy() for name in policy.output_names]
+
+
+def _recurrent_reference_outputs(model: Any, policy: ExportedPolicy, obs: Any, extra: list[np.ndarray]) -> list[np.ndarray]:
+    """``model.predict(obs, state, episode_start)`` (deterministic), or the actor's step (distribution parameters)."""
+    state_in, episode_start = extra[:-1], extra[-1]
+    h = state_in[0]
+    state = (h, state_in[1] if len(state_in) > 1 else np.zeros_like(h))
+    if policy.deterministic:
+        action, new_state = model.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+        return [action, *new_state[: len(policy.state_names)]]
+    model.policy.set_training_mode(False)
+    obs_tensor, _ = model.policy.obs_to_tensor(obs)
+    device = model.policy.device
+    with th.no_grad():
+        states = tuple(th.as_tensor(s, device=device) for s in state)
+        latent, new_state = model.policy.actor.step(obs_tensor, states, th.as_tensor(episode_start, device=device))
+        outputs = _recurrent_head(model.policy.actor, latent, deterministic=False)
+    names = policy.output_names[: len(policy.output_names) - len(policy.state_names)]
+    return [outputs[name].cpu().numpy() for name in names] + [s.cpu().numpy() for s in new_state[: len(policy.state_names)]]
 
 
 def to_model_layout(observation_space: spaces.Space, obs: Any) -> Any:
@@ -423,6 +574,11 @@ def _export_onnx(policy: ExportedPolicy, example: tuple[th.Tensor, ...], target:
         with warnings.catch_warnings():
             # torch >= 2.9 flags the TorchScript-based exporter as deprecated
             warnings.simplefilter("ignore", DeprecationWarning)
+            if policy.recurrent:
+                # nn.LSTM/GRU's shape checks (Python bools in the trace), and a warning about a variable batch size
+                # that does not apply: the initial state is an input of the graph
+                warnings.simplefilter("ignore", th.jit.TracerWarning)
+                warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
             th.onnx.export(
                 policy,
                 example,
@@ -431,7 +587,7 @@ def _export_onnx(policy: ExportedPolicy, example: tuple[th.Tensor, ...], target:
                 input_names=policy.input_names,
                 output_names=policy.output_names,
                 opset_version=opset,
-                dynamic_axes={name: {0: "batch"} for name in names},
+                dynamic_axes={name: {policy.batch_axis(name): "batch"} for name in names},
                 do_constant_folding=True,
             )
         return "torch.onnx.export(dynamo=False)"
@@ -448,7 +604,7 @@ def _export_onnx(policy: ExportedPolicy, example: tuple[th.Tensor, ...], target:
         output_names=policy.output_names,
         opset_version=opset,
         verbose=False,
-        dynamic_shapes=(tuple({0: batch} for _ in example),),  # forward(*observations)
+        dynamic_shapes=(tuple({policy.batch_axis(name): batch} for name in policy.input_names),),  # forward(*inputs)
     )
     program.save(str(target))
     return "torch.onnx.export(dynamo=True)"
@@ -467,28 +623,34 @@ def _add_onnx_metadata(target: Path, metadata: dict[str, Any]) -> None:
 
 
 def _verify_onnx(
-    target: Path, policy: ExportedPolicy, inputs: list[np.ndarray], expected: list[np.ndarray], path: str
+    target: Path, policy: ExportedPolicy, steps: list[tuple[list[np.ndarray], list[np.ndarray]]], path: str
 ) -> bool:
     try:
         import onnxruntime as ort
     except ImportError:
         return False
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    actual = session.run(policy.output_names, dict(zip(policy.input_names, inputs, strict=True)))
-    _check_close(",".join(policy.output_names), actual, expected, path)
+    for inputs, expected in steps:
+        actual = session.run(policy.output_names, dict(zip(policy.input_names, inputs, strict=True)))
+        _check_close(",".join(policy.output_names), actual, expected, path)
     return True
 
 
 def _verify_torchscript(
-    target: Path, policy: ExportedPolicy, inputs: list[np.ndarray], expected: list[np.ndarray], path: str
+    target: Path, policy: ExportedPolicy, steps: list[tuple[list[np.ndarray], list[np.ndarray]]], path: str
 ) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         module = th.jit.load(str(target))
-    tensors = [th.as_tensor(array) for array in inputs]
-    with th.no_grad():
-        actual = module(dict(zip(policy.keys, tensors, strict=True))) if policy.is_dict else module(tensors[0])
-    _check_close(",".join(policy.output_names), [tensor.numpy() for tensor in actual], expected, path)
+    n_obs = len(policy.keys)
+    for inputs, expected in steps:
+        tensors = [th.as_tensor(array) for array in inputs]
+        with th.no_grad():
+            if policy.is_dict:
+                actual = module(dict(zip(policy.keys, tensors[:n_obs], strict=True)), *tensors[n_obs:])
+            else:
+                actual = module(*tensors)
+        _check_close(",".join(policy.output_names), [tensor.numpy() for tensor in actual], expected, path)
 
 
 def export_policy(
@@ -507,7 +669,10 @@ def export_policy(
 
     Inputs are named ``obs`` (one input) or after the keys of a Dict observation space; the batch dimension is
     dynamic. ONNX is run with ``session.run(None, {"obs": obs})``; TorchScript with ``module(obs)``
-    (a ``{key: tensor}`` dict for Dict observations). Both return a tuple of outputs.
+    (a ``{key: tensor}`` dict for Dict observations). Both return a tuple of outputs. Recurrent policies
+    (``*LstmPolicy``) also take the RNN state and ``episode_start`` and return the new state: ONNX
+    ``session.run(None, {"obs": obs, "h": h, "c": c, "episode_start": starts})``, TorchScript
+    ``module(obs, h, c, episode_start)`` -> ``(action, h_out, c_out)`` (GRU: no ``c``, no ``c_out``).
 
     :param model: A SAC or DiscreteSAC model (any SB3 algorithm whose ``policy.actor`` follows the interface)
     :param path: Output file: ``.onnx`` (ONNX) or ``.pt`` (TorchScript); written atomically
@@ -521,7 +686,8 @@ def export_policy(
     :param channels_last: Whether image inputs are channel-last (as the env returns them when SB3 wrapped it in
         ``VecTransposeImage``); ``None``: detected from ``model.get_env()`` / ``normalize``, else channel-first
     :param verify: Run the written file on sampled observations and compare with ``model.predict`` (ONNX: when
-        onnxruntime is installed); raise :class:`ExportVerificationError` on a mismatch
+        onnxruntime is installed; recurrent policies: step by step over a short sequence with episode starts,
+        states included); raise :class:`ExportVerificationError` on a mismatch
     :return: The path of the written file
     """
     kind = resolve_format(path, format)
@@ -541,6 +707,8 @@ def export_policy(
     actor = copy.deepcopy(model.policy.actor).cpu().eval().requires_grad_(False)
     policy = ExportedPolicy(actor, obs_space, model.action_space, deterministic, bool(channels_last), normalize)
     example_arrays = _example_inputs(input_space, _EXPORT_BATCH, seed=1)
+    if policy.recurrent:
+        example_arrays += _state_inputs(policy, actor, _EXPORT_BATCH, seed=None)
     example = tuple(th.as_tensor(array) for array in example_arrays)
 
     metadata = {
@@ -555,10 +723,21 @@ def export_policy(
         "action_space": space_to_json(model.action_space),
         "input_names": policy.input_names,
         "output_names": policy.output_names,
+        "recurrent": json.dumps(policy.recurrent),
         "sb3_sac_ext_version": __version__,
         "stable_baselines3_version": _version("stable_baselines3"),
         "torch_version": th.__version__,
     }
+    if policy.recurrent:
+        rnn = recurrent_actor_rnn(actor)
+        assert rnn is not None
+        metadata.update(
+            rnn_type=rnn.rnn_type,
+            state_names=policy.state_names,
+            state_output_names=[f"{name}_out" for name in policy.state_names],
+            state_shape=[rnn.n_layers, "batch", rnn.hidden_size],
+            episode_start_input="episode_start",
+        )
     target = _atomic_target(path)
     try:
         with th.no_grad():
@@ -568,7 +747,10 @@ def export_policy(
             else:
                 metadata["exporter"] = "torch.jit.trace"
                 traced_module: nn.Module = _DictInputPolicy(policy) if policy.is_dict else policy
-                traced_input: Any = (dict(zip(policy.keys, example, strict=True)),) if policy.is_dict else example
+                n_obs = len(policy.keys)
+                traced_input: Any = (
+                    (dict(zip(policy.keys, example[:n_obs], strict=True)), *example[n_obs:]) if policy.is_dict else example
+                )
                 with warnings.catch_warnings():
                     # torch >= 2.10 flags TorchScript as deprecated; it still is the format torch.jit.load reads
                     warnings.simplefilter("ignore", th.jit.TracerWarning)
@@ -576,12 +758,11 @@ def export_policy(
                     traced = th.jit.trace(traced_module, traced_input, strict=False, check_trace=False)
                     th.jit.save(traced, str(target), _extra_files={"metadata.json": json.dumps(metadata)})
         if verify:
-            inputs = _example_inputs(input_space, _VERIFY_BATCH, seed=2)
-            expected = _reference_outputs(model, policy, inputs, normalize)
+            steps = _verification_steps(model, policy, input_space, normalize)
             if kind == "onnx":
-                _verify_onnx(target, policy, inputs, expected, os.fspath(path))
+                _verify_onnx(target, policy, steps, os.fspath(path))
             else:
-                _verify_torchscript(target, policy, inputs, expected, os.fspath(path))
+                _verify_torchscript(target, policy, steps, os.fspath(path))
         if kind == "torchscript":
             side = Path(f"{path}.json")
             side_target = _atomic_target(side)
@@ -773,6 +954,8 @@ __all__ = [
     "export_policy",
     "find_model",
     "read_metadata",
+    "recurrent_actor_export_outputs",
+    "recurrent_actor_rnn",
     "resolve_format",
     "space_to_json",
     "to_model_layout",

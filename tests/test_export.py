@@ -291,3 +291,140 @@ def test_dynamo_exporter_fallback(tmp_path, monkeypatch):
     assert read_metadata(path)["exporter"] == "torch.onnx.export(dynamo=True)"
     obs = env_observations(model, 7)
     np.testing.assert_allclose(run_onnx(path, obs)[0], predict(model, obs), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- recurrent policies
+
+
+def tiny_recurrent(rnn_type: str = "lstm") -> dict:
+    kwargs = tiny()
+    kwargs["policy_kwargs"] = dict(net_arch=[32], lstm_hidden_size=16, n_lstm_layers=2, rnn_type=rnn_type)
+    return kwargs
+
+
+RECURRENT_CASES = {
+    "sac_lstm": lambda: SAC("MlpLstmPolicy", IdentityEnvBox(-2.0, 3.0), **tiny_recurrent()),
+    "sac_gru": lambda: SAC("MlpLstmPolicy", IdentityEnvBox(-2.0, 3.0), **tiny_recurrent("gru")),
+}
+if DiscreteSAC is not None:
+    RECURRENT_CASES["discrete_sac_lstm"] = lambda: DiscreteSAC("MlpLstmPolicy", IdentityEnv(4), **tiny_recurrent())
+
+# 6 steps, 3 envs (the export used batch 2): every episode starts at step 0, env 1 starts a new one at step 3
+N_ENVS, N_STEPS = 3, 6
+
+
+def episode_starts(t: int) -> np.ndarray:
+    starts = np.zeros(N_ENVS, dtype=np.float32)
+    if t == 0:
+        starts[:] = 1.0
+    elif t == 3:
+        starts[1] = 1.0
+    return starts
+
+
+def rollout_predict(model):
+    """``model.predict(obs, state, episode_start, deterministic=True)`` step by step: obs, actions and states."""
+    state, steps = None, []
+    for t in range(N_STEPS):
+        obs = env_observations(model, N_ENVS, seed=10 + t)
+        action, state = model.predict(obs, state=state, episode_start=episode_starts(t), deterministic=True)
+        steps.append((obs, action, state))
+    return steps
+
+
+@pytest.mark.parametrize("case", list(RECURRENT_CASES))
+def test_recurrent_matches_predict(tmp_path, case):
+    model = RECURRENT_CASES[case]()
+    gru = model.policy.rnn_type == "gru"
+    state_names = ["h"] if gru else ["h", "c"]
+    shape = (model.policy.n_lstm_layers, N_ENVS, model.policy.lstm_hidden_size)
+    expected = rollout_predict(model)
+    onnx_path = model.export(tmp_path / "policy.onnx")  # verified against predict over a sequence at export
+    pt_path = model.export(tmp_path / "policy.pt")
+    meta = read_metadata(onnx_path)
+    assert meta["input_names"] == ["obs", *state_names, "episode_start"]
+    assert meta["output_names"] == ["action", *(f"{name}_out" for name in state_names)]
+    assert meta["recurrent"] is True and meta["rnn_type"] == model.policy.rnn_type
+    assert meta["state_names"] == state_names and meta["state_shape"] == [shape[0], "batch", shape[2]]
+    assert read_metadata(pt_path)["state_names"] == state_names
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    module = th.jit.load(str(pt_path))
+    onnx_state = [np.zeros(shape, dtype=np.float32) for _ in state_names]
+    pt_state = [th.zeros(shape) for _ in state_names]
+    for t, (obs, action, state) in enumerate(expected):
+        starts = episode_starts(t)
+        onnx_action, *onnx_state = session.run(
+            None, {"obs": obs, **dict(zip(state_names, onnx_state, strict=True)), "episode_start": starts}
+        )
+        with th.no_grad():
+            pt_action, *pt_state = module(th.as_tensor(obs), *pt_state, th.as_tensor(starts))
+        for got_action, got_state in ((onnx_action, onnx_state), (pt_action.numpy(), [s.numpy() for s in pt_state])):
+            assert got_action.shape == action.shape
+            np.testing.assert_allclose(got_action, action, atol=1e-5)
+            for got, want in zip(got_state, state, strict=False):  # GRU: predict's zero c has no counterpart
+                np.testing.assert_allclose(got, want, atol=1e-5)
+    if gru:
+        np.testing.assert_array_equal(expected[-1][2][1], 0.0)
+
+    # Distribution parameters: the state outputs follow them (checked against the actor at export)
+    dist_path = export_policy(model, tmp_path / "dist.onnx", deterministic=False)
+    base = ["mean", "log_std"] if isinstance(model.action_space, spaces.Box) else ["logits"]
+    assert read_metadata(dist_path)["output_names"] == [*base, *(f"{name}_out" for name in state_names)]
+
+
+STANDALONE_RECURRENT = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sb3_sac_ext", "stable_baselines3", "gymnasium"):
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, Block())
+import numpy as np
+path, data_path = sys.argv[1], sys.argv[2]
+data = np.load(data_path)
+obs_seq, starts_seq = data["obs"], data["starts"]
+h = np.zeros(tuple(data["shape"]), dtype=np.float32)
+c = np.zeros_like(h)
+actions = []
+if path.endswith(".onnx"):
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for obs, starts in zip(obs_seq, starts_seq):
+        action, h, c = session.run(None, {"obs": obs, "h": h, "c": c, "episode_start": starts})
+        actions.append(action.tolist())
+else:
+    import torch
+    module = torch.jit.load(path)
+    h, c = torch.as_tensor(h), torch.as_tensor(c)
+    with torch.no_grad():
+        for obs, starts in zip(obs_seq, starts_seq):
+            action, h, c = module(torch.as_tensor(obs), h, c, torch.as_tensor(starts))
+            actions.append(action.numpy().tolist())
+    h = h.numpy()
+print(json.dumps({"actions": actions, "h": np.asarray(h).tolist()}))
+"""
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_recurrent_runs_without_the_library(tmp_path, suffix):
+    model = RECURRENT_CASES["sac_lstm"]()
+    path = model.export(tmp_path / f"policy{suffix}")
+    expected = rollout_predict(model)
+    shape = (model.policy.n_lstm_layers, N_ENVS, model.policy.lstm_hidden_size)
+    np.savez(
+        tmp_path / "data.npz",
+        obs=np.stack([obs for obs, _, _ in expected]),
+        starts=np.stack([episode_starts(t) for t in range(N_STEPS)]),
+        shape=np.array(shape),
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", textwrap.dedent(STANDALONE_RECURRENT), str(path), str(tmp_path / "data.npz")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    output = json.loads(result.stdout)
+    np.testing.assert_allclose(np.array(output["actions"]), np.stack([a for _, a, _ in expected]), atol=1e-5)
+    np.testing.assert_allclose(np.array(output["h"]), expected[-1][2][0], atol=1e-5)

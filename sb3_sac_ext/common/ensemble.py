@@ -11,6 +11,10 @@ mathematically the same as separate networks (tested in ``tests/test_ensemble.py
 import math
 
 import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BaseModel
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
 
@@ -87,3 +91,55 @@ class EnsembleMLP(nn.Module):
             state[f"{2 * layer}.weight"] = weight[member].detach().clone()
             state[f"{2 * layer}.bias"] = bias[member, 0].detach().clone()
         return state
+
+
+class EnsembleCritic(BaseModel):
+    """
+    Base of the critics: a features extractor followed by ``n_critics`` Q-heads in one :class:`EnsembleMLP`
+    (attribute ``qf``). Subclasses choose the head's input and output sizes.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param net_arch: Hidden layer sizes of each Q-network
+    :param features_extractor: Network to extract features
+    :param features_dim: Number of features
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to divide images by 255
+    :param n_critics: Number of Q-networks
+    :param share_features_extractor: Whether the features extractor is shared with the actor
+        (then no gradient flows into it from the critic loss)
+    :param head_input_dim: Input size of each Q-network
+    :param head_output_dim: Output size of each Q-network
+    """
+
+    features_extractor: BaseFeaturesExtractor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module],
+        normalize_images: bool,
+        n_critics: int,
+        share_features_extractor: bool,
+        head_input_dim: int,
+        head_output_dim: int,
+    ):
+        super().__init__(
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+        )
+        self.share_features_extractor = share_features_extractor
+        self.n_critics = n_critics
+        self.qf = EnsembleMLP(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn)
+
+    def critic_features(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
+        """
+        :param obs: Observations
+        :param detach_params: The caller wants no gradient for the critic's weights (actor loss)
+        :return: Features, without gradient when the extractor is shared with the actor or ``detach_params``
+        """
+        with th.set_grad_enabled(th.is_grad_enabled() and not (self.share_features_extractor or detach_params)):
+            return self.extract_features(obs, self.features_extractor)

@@ -71,6 +71,13 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
         check_distributed_arg(params.get("distributed", "auto"))
 
+    def _set_shared_hyperparameters(self) -> None:
+        """Set the hyperparameters both algorithms add to ``OffPolicyAlgorithm``'s from the constructor arguments."""
+        for name in _SHARED_HYPERPARAMETERS:
+            setattr(self, name, self._init_params[name])
+        self.log_ent_coef: th.Tensor | None = None
+        self.ent_coef_optimizer: th.optim.Optimizer | None = None
+
     def _default_target_entropy(self) -> float:
         """:return: The target entropy that ``target_entropy="auto"`` stands for (set by each algorithm)."""
         raise NotImplementedError
@@ -160,7 +167,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self.temperature = EntropyTemperature(self.ent_coef, self.target_entropy, self.device)
         # SB3's attribute names, kept for compatibility (saved zips, user code)
         self.log_ent_coef = self.temperature.log_ent_coef
-        self.ent_coef_optimizer: th.optim.Optimizer | None = None
+        self.ent_coef_optimizer = None
         if self.temperature.log_ent_coef is not None:
             self.ent_coef_optimizer = th.optim.Adam(
                 [self.temperature.log_ent_coef], lr=self.lr_schedules["ent_coef"](1), fused=True
@@ -628,6 +635,19 @@ class SoftOffPolicyMixin(EstimatorMixin):
             return state_dicts, ["log_ent_coef"]
         return state_dicts, ["ent_coef_tensor"]
 
+
+_SHARED_HYPERPARAMETERS = (
+    "target_entropy",
+    "ent_coef",
+    "target_update_interval",
+    "qf_learning_rate",
+    "ent_coef_learning_rate",
+    "max_grad_norm",
+    "policy_delay",
+    "objective",
+    "precision",
+    "distributed",
+)
 
 _COMMON_CHECKED = (
     "buffer_size",

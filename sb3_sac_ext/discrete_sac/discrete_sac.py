@@ -257,19 +257,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
             supported_action_spaces=None,
             support_multi_env=True,
         )
-        self.target_entropy = target_entropy
+        self._set_shared_hyperparameters()
         self.target_entropy_scale = target_entropy_scale
-        self.ent_coef = ent_coef
-        self.target_update_interval = target_update_interval
-        self.qf_learning_rate = qf_learning_rate
-        self.ent_coef_learning_rate = ent_coef_learning_rate
-        self.max_grad_norm = max_grad_norm
-        self.policy_delay = policy_delay
-        self.objective = objective
-        self.precision = precision
-        self.distributed = distributed
-        self.log_ent_coef = None
-        self.ent_coef_optimizer = None
         if _init_setup_model:
             self._setup_model()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -20,7 +20,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_sac_ext.common.ensemble import EnsembleMLP
+from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.optim import make_optimizer
 
 
@@ -97,23 +97,11 @@ class CategoricalActor(BasePolicy):
         return self(observation, deterministic)
 
 
-class EnsembleDiscreteCritic(BaseModel):
+class EnsembleDiscreteCritic(EnsembleCritic):
     """
     ``n_critics`` Q-networks ``Q(s, .)`` (one output per action) evaluated as one batched ensemble.
-
-    :param observation_space: Observation space
-    :param action_space: Action space (``Discrete``)
-    :param net_arch: Hidden layer sizes of each Q-network
-    :param features_extractor: Network to extract features
-    :param features_dim: Number of features
-    :param activation_fn: Activation function
-    :param normalize_images: Whether to divide images by 255
-    :param n_critics: Number of Q-networks
-    :param share_features_extractor: Whether the features extractor is shared with the actor
-        (then no gradient flows into it from the critic loss)
+    Parameters: see :class:`~sb3_sac_ext.common.ensemble.EnsembleCritic`.
     """
-
-    features_extractor: BaseFeaturesExtractor
 
     def __init__(
         self,
@@ -130,12 +118,16 @@ class EnsembleDiscreteCritic(BaseModel):
         super().__init__(
             observation_space,
             action_space,
-            features_extractor=features_extractor,
-            normalize_images=normalize_images,
+            net_arch,
+            features_extractor,
+            features_dim,
+            activation_fn,
+            normalize_images,
+            n_critics,
+            share_features_extractor,
+            head_input_dim=features_dim,
+            head_output_dim=int(action_space.n),
         )
-        self.share_features_extractor = share_features_extractor
-        self.n_critics = n_critics
-        self.qf = EnsembleMLP(n_critics, features_dim, net_arch, int(action_space.n), activation_fn)  # type: ignore[attr-defined]
 
     def q_values(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
         """
@@ -143,9 +135,7 @@ class EnsembleDiscreteCritic(BaseModel):
         :param detach_params: Compute no gradient for the critic's own weights
         :return: ``q_KBA``: Q-values of every critic for every action, shape ``(n_critics, batch, n_actions)``
         """
-        with th.set_grad_enabled(th.is_grad_enabled() and not (self.share_features_extractor or detach_params)):
-            features = self.extract_features(obs, self.features_extractor)
-        return self.qf(features, detach_params=detach_params)
+        return self.qf(self.critic_features(obs, detach_params), detach_params=detach_params)
 
     def forward(self, obs: PyTorchObs) -> tuple[th.Tensor, ...]:
         return tuple(self.q_values(obs).unbind(0))

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
@@ -20,7 +19,7 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
 from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
 from torch import nn
 
-from sb3_sac_ext.common.ensemble import EnsembleMLP
+from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.optim import make_optimizer
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -67,25 +66,13 @@ def squashed_gaussian_sample(mean: th.Tensor, log_std: th.Tensor) -> tuple[th.Te
     return actions, log_prob
 
 
-class EnsembleContinuousCritic(BaseModel):
+class EnsembleContinuousCritic(EnsembleCritic):
     """
     ``n_critics`` Q-networks Q(s, a) evaluated as one batched ensemble. Drop-in for SB3's
     ``ContinuousCritic``: ``forward`` returns a tuple of ``(batch, 1)`` tensors, ``q1_forward`` exists.
     The fast path is :meth:`q_values`, which returns one ``(n_critics, batch, 1)`` tensor.
-
-    :param observation_space: Observation space
-    :param action_space: Action space
-    :param net_arch: Hidden layer sizes of each Q-network
-    :param features_extractor: Network to extract features
-    :param features_dim: Number of features
-    :param activation_fn: Activation function
-    :param normalize_images: Whether to divide images by 255
-    :param n_critics: Number of Q-networks
-    :param share_features_extractor: Whether the features extractor is shared with the actor
-        (then no gradient flows into it from the critic loss)
+    Parameters: see :class:`~sb3_sac_ext.common.ensemble.EnsembleCritic`.
     """
-
-    features_extractor: BaseFeaturesExtractor
 
     def __init__(
         self,
@@ -102,12 +89,16 @@ class EnsembleContinuousCritic(BaseModel):
         super().__init__(
             observation_space,
             action_space,
-            features_extractor=features_extractor,
-            normalize_images=normalize_images,
+            net_arch,
+            features_extractor,
+            features_dim,
+            activation_fn,
+            normalize_images,
+            n_critics,
+            share_features_extractor,
+            head_input_dim=features_dim + get_action_dim(action_space),
+            head_output_dim=1,
         )
-        self.share_features_extractor = share_features_extractor
-        self.n_critics = n_critics
-        self.qf = EnsembleMLP(n_critics, features_dim + get_action_dim(action_space), net_arch, 1, activation_fn)
 
     def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
         """
@@ -116,8 +107,7 @@ class EnsembleContinuousCritic(BaseModel):
         :param detach_params: Compute no gradient for the critic's own weights (actor loss)
         :return: Q-values of every critic, shape ``(n_critics, batch, 1)``
         """
-        with th.set_grad_enabled(th.is_grad_enabled() and not (self.share_features_extractor or detach_params)):
-            features = self.extract_features(obs, self.features_extractor)
+        features = self.critic_features(obs, detach_params)
         return self.qf(th.cat([features, actions], dim=1), detach_params=detach_params)
 
     def forward(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
