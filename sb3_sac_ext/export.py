@@ -878,14 +878,26 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-vec-normalize", action="store_true", help="Do not fold VecNormalize statistics in")
     parser.add_argument("--channels-last", choices=["auto", "yes", "no"], default="auto", help="Layout of image inputs")
     parser.add_argument("--allow-pickle", action="store_true", help="Allow unpickling items of the model file (trusted files)")
+    parser.add_argument("--repo-id", help="Hugging Face Hub repository to download the model from (instead of --env/-f)")
+    parser.add_argument("--revision", help="Hub commit sha to pin (with --repo-id)")
+    parser.add_argument("--endpoint", help="Hub URL (with --repo-id; default: HF_ENDPOINT or https://huggingface.co)")
     args = parser.parse_args(argv)
 
     algos = _algorithms()
     if args.algo not in algos:
         parser.error(f"unknown --algo {args.algo!r}; available: {', '.join(sorted(algos))}")
-    if args.model is None and args.env is None:
-        parser.error("give --env (with -f) or --model")
-    model_path = Path(args.model) if args.model else find_model(args.folder, args.algo, args.env, args.exp_id)
+    if args.model is None and args.env is None and args.repo_id is None:
+        parser.error("give --env (with -f), --model or --repo-id")
+    if args.repo_id is not None:
+        from sb3_sac_ext.hub import VEC_NORMALIZE_FILE, download_from_hub
+
+        # Downloaded through huggingface_hub's cache and verified against the repository's sha256 manifest
+        download = download_from_hub(args.repo_id, revision=args.revision, endpoint=args.endpoint)
+        model_path = download.model
+        if args.vec_normalize is None and download.path(VEC_NORMALIZE_FILE) is not None:
+            args.vec_normalize = str(download.path(VEC_NORMALIZE_FILE))
+    else:
+        model_path = Path(args.model) if args.model else find_model(args.folder, args.algo, args.env, args.exp_id)
     load_kwargs: dict[str, Any] = {"device": "cpu"}
     if args.allow_pickle:
         load_kwargs["allow_pickle"] = True

@@ -444,3 +444,17 @@ def test_cli_push_reads_local_normalisation_statistics(server, tmp_path, capsys)
     assert "allow_pickle" in capsys.readouterr().err and server.repos == {}
     assert main([*args, "--allow-pickle"]) == 0
     assert hub.VEC_NORMALIZE_FILE in server.files("me/sac-Pendulum-v1")
+
+
+def test_cli_export_from_hub_repository(sac_model, server, tmp_path):
+    """``sb3-sac-ext export --repo-id``: download (verified), export, and the file acts as predict does."""
+    ort = pytest.importorskip("onnxruntime")
+    from sb3_sac_ext.cli import main
+
+    sha = _push(sac_model, server)
+    out = tmp_path / "actor.onnx"
+    argv = ["export", "--repo-id", "me/sac-Pendulum-v1", "--revision", sha, "--endpoint", server.endpoint, "-o", str(out)]
+    assert main(argv) == 0
+    session = ort.InferenceSession(str(out))
+    obs = np.asarray(OBS, dtype=np.float32).reshape(-1, 3)
+    np.testing.assert_allclose(session.run(None, {"obs": obs})[0], sac_model.predict(obs, deterministic=True)[0], atol=1e-5)
