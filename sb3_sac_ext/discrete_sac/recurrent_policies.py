@@ -15,14 +15,12 @@ from stable_baselines3.common.torch_layers import (
     FlattenExtractor,
     NatureCNN,
     create_mlp,
-    get_actor_critic_arch,
 )
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleMLP
-from sb3_sac_ext.common.recurrent.layers import RNNBlock
 from sb3_sac_ext.common.recurrent.policies import RecurrentNetwork, RecurrentSoftPolicy
 
 
@@ -85,6 +83,9 @@ class RecurrentDiscreteSACPolicy(RecurrentSoftPolicy):
     :param rnn_learning_rate: Learning rate (or schedule) of the RNN weights; ``None``: the network's own
     """
 
+    actor_class = RecurrentCategoricalActor
+    critic_class = RecurrentDiscreteCritic
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -116,60 +117,22 @@ class RecurrentDiscreteSACPolicy(RecurrentSoftPolicy):
             optimizer_kwargs=optimizer_kwargs,
             normalize_images=normalize_images,
         )
-        if net_arch is None:
-            net_arch = [256, 256]
-        actor_arch, critic_arch = get_actor_critic_arch(net_arch)
-        self._init_recurrent(
-            lstm_hidden_size, n_lstm_layers, rnn_type, sequence_length, burn_in, shared_lstm, rnn_learning_rate,
-            share_features_extractor, critic_arch,
-        )  # fmt: skip
-        self.net_arch = net_arch
-        self.activation_fn = activation_fn
-        self.n_critics = n_critics
-        self.share_features_extractor = share_features_extractor
-        self.actor_arch, self.critic_arch = actor_arch, critic_arch
-        self._build_networks(lr_schedule)
-
-    def _net_args(self, features_extractor: BaseFeaturesExtractor | None) -> dict[str, Any]:
-        if features_extractor is None:
-            features_extractor = self.make_features_extractor()
-        return {
-            "observation_space": self.observation_space,
-            "action_space": self.action_space,
-            "features_extractor": features_extractor,
-            "features_dim": features_extractor.features_dim,
-            "normalize_images": self.normalize_images,
-            "activation_fn": self.activation_fn,
-            **self.rnn_kwargs,
-        }
-
-    def make_actor(self) -> RecurrentCategoricalActor:
-        return RecurrentCategoricalActor(**self._net_args(None), net_arch=self.actor_arch).to(self.device)
-
-    def make_critic(self, shared: tuple[BaseFeaturesExtractor, RNNBlock] | None) -> RecurrentDiscreteCritic:
-        extractor, rnn = shared if shared is not None else (None, None)
-        return RecurrentDiscreteCritic(
-            **self._net_args(extractor), shared_rnn=rnn, net_arch=self.critic_arch, n_critics=self.n_critics
-        ).to(self.device)
-
-    def _actions_from_latent(self, latent_BH: th.Tensor, deterministic: bool) -> th.Tensor:
-        return self.actor.actions(latent_BH, deterministic)  # type: ignore[attr-defined]
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(
-            net_arch=self.net_arch,
-            activation_fn=self.activation_fn,
-            n_critics=self.n_critics,
-            share_features_extractor=self.share_features_extractor,
-            lr_schedule=self._dummy_schedule,
-            optimizer_class=self.optimizer_class,
-            optimizer_kwargs=self.optimizer_kwargs,
-            features_extractor_class=self.features_extractor_class,
-            features_extractor_kwargs=self.features_extractor_kwargs,
-            **self._recurrent_constructor_parameters(),
+        self._setup_recurrent_policy(
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            n_critics,
+            share_features_extractor,
+            dict(
+                lstm_hidden_size=lstm_hidden_size,
+                n_lstm_layers=n_lstm_layers,
+                rnn_type=rnn_type,
+                sequence_length=sequence_length,
+                burn_in=burn_in,
+                shared_lstm=shared_lstm,
+                rnn_learning_rate=rnn_learning_rate,
+            ),
         )
-        return data
 
 
 MlpLstmPolicy = RecurrentDiscreteSACPolicy

@@ -14,7 +14,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BaseModel, BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, get_actor_critic_arch
 from stable_baselines3.common.type_aliases import PyTorchObs
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
@@ -114,6 +114,9 @@ class RecurrentSoftPolicy(BasePolicy):
     """
 
     recurrent = True
+    # Set by the subclasses: the actor and critic network classes
+    actor_class: type["RecurrentNetwork"]
+    critic_class: type["RecurrentNetwork"]
     actor: RecurrentNetwork
     critic: RecurrentNetwork
     critic_target: RecurrentNetwork
@@ -186,14 +189,73 @@ class RecurrentSoftPolicy(BasePolicy):
         self.critic_target.requires_grad_(False)
         self.critic_target.set_training_mode(False)
 
+    def _setup_recurrent_policy(
+        self,
+        lr_schedule: Any,
+        net_arch: list[int] | dict[str, list[int]] | None,
+        activation_fn: type[th.nn.Module],
+        n_critics: int,
+        share_features_extractor: bool,
+        recurrent_kwargs: dict[str, Any],
+    ) -> None:
+        """
+        Everything after ``BasePolicy.__init__`` that both recurrent policies do: check the RNN settings, split
+        ``net_arch`` into actor and critic parts, build the networks and their optimizers.
+
+        :param recurrent_kwargs: The keys of :data:`RECURRENT_KWARGS`
+        """
+        if net_arch is None:
+            net_arch = [256, 256]
+        self.actor_arch, self.critic_arch = get_actor_critic_arch(net_arch)
+        self._init_recurrent(
+            **recurrent_kwargs, share_features_extractor=share_features_extractor, critic_arch=self.critic_arch
+        )
+        self.net_arch = net_arch
+        self.activation_fn = activation_fn
+        self.n_critics = n_critics
+        self.share_features_extractor = share_features_extractor
+        self._build_networks(lr_schedule)
+
+    def _net_args(self, features_extractor: BaseFeaturesExtractor | None) -> dict[str, Any]:
+        if features_extractor is None:
+            features_extractor = self.make_features_extractor()
+        return {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "features_extractor": features_extractor,
+            "features_dim": features_extractor.features_dim,
+            "normalize_images": self.normalize_images,
+            "activation_fn": self.activation_fn,
+            **self.rnn_kwargs,
+        }
+
     def make_actor(self) -> RecurrentNetwork:
-        raise NotImplementedError
+        return self.actor_class(**self._net_args(None), net_arch=self.actor_arch).to(self.device)
 
     def make_critic(self, shared: tuple[BaseFeaturesExtractor, RNNBlock] | None) -> RecurrentNetwork:
-        raise NotImplementedError
+        extractor, rnn = shared if shared is not None else (None, None)
+        return self.critic_class(
+            **self._net_args(extractor), shared_rnn=rnn, net_arch=self.critic_arch, n_critics=self.n_critics
+        ).to(self.device)
 
     def _actions_from_latent(self, latent_BH: th.Tensor, deterministic: bool) -> th.Tensor:
-        raise NotImplementedError
+        return self.actor.actions(latent_BH, deterministic)  # type: ignore[operator]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            share_features_extractor=self.share_features_extractor,
+            lr_schedule=self._dummy_schedule,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            features_extractor_class=self.features_extractor_class,
+            features_extractor_kwargs=self.features_extractor_kwargs,
+            **self._recurrent_constructor_parameters(),
+        )
+        return data
 
     def set_training_mode(self, mode: bool) -> None:
         self.actor.set_training_mode(mode)
