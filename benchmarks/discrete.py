@@ -156,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (0, 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0, help="Run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--steps", type=int, default=None, help="Env-step budget (default: the env's, see above)")
     parser.add_argument("--algos", nargs="+", default=["discrete_sac", "dqn"], choices=["discrete_sac", "dqn"])
     parser.add_argument("--out", type=Path, default=None, help="Append one JSON line per run to this file")
@@ -167,7 +168,7 @@ def main() -> None:
             print('LunarLander-v3 skipped: Box2D is not installed (pip install "gymnasium[box2d]")', flush=True)
             continue
         steps = args.steps or BUDGETS[env_id]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for algo in args.algos:
                 result = run_one(algo, env_id, seed, steps)
                 results.append(result)

@@ -10,6 +10,10 @@ the final evaluation return.
 
     python benchmarks/distributed.py --total-steps 2000                 # a quick look (shared machines)
     python benchmarks/distributed.py --total-steps 20000 --world-sizes 1 2 4 --eval-episodes 10
+    python benchmarks/distributed.py --collectives      # latency of one gradient all-reduce: gloo's vs ours
+
+``--collectives`` times, in 2 processes, gloo's ``all_reduce`` against the recursive-doubling exchange the
+gradient averaging uses on gloo (``DistributedState.all_reduce_sum``), at the sizes of SAC's gradients.
 """
 
 import argparse
@@ -51,6 +55,36 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str)
         json.dump(result, file)
 
 
+def collectives_worker(out: str) -> None:
+    import torch as th
+
+    th.set_num_threads(1)
+    import torch.distributed as dist
+
+    from sb3_sac_ext.common import distributed
+
+    distributed.init_process_group(th.device("cpu"))
+    state = distributed.DistributedState(owned=False)
+    rows = []
+    for size in (1, 1_000, 70_000, 140_000):
+        flat = th.randn(size)
+        timings = {}
+        for name, reduce in (("gloo all_reduce", dist.all_reduce), ("ours", state.all_reduce_sum)):
+            for _ in range(20):
+                reduce(flat)
+            dist.barrier()
+            start = time.perf_counter()
+            for _ in range(300):
+                reduce(flat)
+            timings[name] = (time.perf_counter() - start) / 300 * 1e3
+            flat.normal_()
+        rows.append({"size": size, **timings})
+    if state.rank == 0:
+        with open(out, "w") as file:
+            json.dump(rows, file)
+    dist.destroy_process_group()
+
+
 def run_job(world: int, args: argparse.Namespace) -> dict:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,6 +96,7 @@ def run_job(world: int, args: argparse.Namespace) -> dict:
             env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
             env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
             command = [sys.executable, __file__, "--worker", "--total-steps", str(args.total_steps), "--out", out]
+            command += ["--collectives"] if args.collectives else []
             command += ["--learning-starts", str(args.learning_starts), "--eval-episodes", str(args.eval_episodes)]
             procs.append(subprocess.Popen(command, env=env))
         codes = [proc.wait() for proc in procs]
@@ -77,9 +112,21 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=100, help="per rank")
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--world-sizes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--collectives", action="store_true", help="time one gradient all-reduce instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker and args.collectives:
+        collectives_worker(args.out)
+        return
+    if args.collectives:
+        print("One all-reduce (float32, 2 processes, 1 thread each), ms per call")
+        print("| elements | gloo all_reduce | recursive doubling (ours) | ratio |")
+        print("|---|---|---|---|")
+        for row in run_job(2, args):
+            ratio = row["gloo all_reduce"] / row["ours"]
+            print(f"| {row['size']} | {row['gloo all_reduce']:.3f} | {row['ours']:.3f} | {ratio:.1f}x |")
+        return
     if args.worker:
         worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out)
         return
@@ -94,7 +141,8 @@ def main() -> None:
     print("|" + "---|" * 6)
     for row in rows:
         print(
-            f"| {row['world_size']} | {row['seconds']:.1f} | {row['env_steps_per_s']:.0f} | {row['optimizer_steps_per_s']:.0f} "
+            f"| {row['world_size']} | {row['seconds']:.1f} | {row['env_steps_per_s']:.0f} "
+            f"| {row['optimizer_steps_per_s']:.0f} "
             f"| {row['sample_updates_per_s']:.0f} | {row['final_eval_return']:.1f} |"
         )
 

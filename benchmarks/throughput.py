@@ -147,12 +147,14 @@ def main() -> None:
                 )
             print(f"done: {env_id}, {threads} thread(s)", file=sys.stderr, flush=True)
 
-    header = f"{'env':<16} {'thr':>3} {'run':<10} {'env-steps/s':>11} {'updates/s':>9} {'ratio':>6} {'peak RSS MB':>11} {'buf B/trans':>11}"
+    header = f"{'env':<16} {'thr':>3} {'run':<10} {'env-steps/s':>11} {'updates/s':>9} {'ratio':>6} "
+    header += f"{'peak RSS MB':>11} {'buf B/trans':>11}"
     print(header)
     print("-" * len(header))
     for env_id, threads, name, env_steps, updates, ratio, rss, buffer_bytes in rows:
         print(
-            f"{env_id:<16} {threads:>3} {name:<10} {env_steps:>11.1f} {updates:>9.1f} {ratio:>6.2f} {rss:>11.0f} {buffer_bytes:>11.0f}"
+            f"{env_id:<16} {threads:>3} {name:<10} {env_steps:>11.1f} {updates:>9.1f} {ratio:>6.2f} "
+            f"{rss:>11.0f} {buffer_bytes:>11.0f}"
         )
     print(f"(median of {args.repeats} alternating runs of {args.steps} env steps; ratio = ours / SB3 updates/s)")
 

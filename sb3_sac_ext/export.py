@@ -873,7 +873,10 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, help="ONNX opset version")
     parser.add_argument(
         "--vec-normalize",
-        help="normalisation statistics to fold in: vec_normalize.zip, or a pickled vecnormalize.pkl with --allow-pickle (default: the file next to the model, if any)",
+        help=(
+            "normalisation statistics to fold in: vec_normalize.zip, or a pickled vecnormalize.pkl with "
+            "--allow-pickle (default: the file next to the model, if any)"
+        ),
     )
     parser.add_argument("--no-vec-normalize", action="store_true", help="Do not fold VecNormalize statistics in")
     parser.add_argument("--channels-last", choices=["auto", "yes", "no"], default="auto", help="Layout of image inputs")

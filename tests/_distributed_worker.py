@@ -198,6 +198,35 @@ def mismatch(out: str, algo: str) -> dict:
     return {}
 
 
+def collectives(out: str, algo: str) -> dict:
+    """The recursive-doubling sum and gather against gloo's own all_reduce/all_gather, on odd sizes and values."""
+    import torch.distributed as dist
+
+    from sb3_sac_ext.common import distributed
+
+    distributed.init_process_group(th.device("cpu"))
+    state = distributed.DistributedState(owned=False)
+    generator = th.Generator().manual_seed(1234 + RANK)
+    checks = {}
+    for size in (1, 7, 70_001):
+        local = th.randn(size, generator=generator) * 10.0 ** th.randint(-3, 4, (size,), generator=generator)
+        ours = state.all_reduce_sum(local.clone())
+        builtin = local.clone()
+        dist.all_reduce(builtin)
+        scale = local.abs()  # rounding of a sum is bounded by eps x (sum of |terms|); the two orders differ
+        dist.all_reduce(scale)
+        rows = state.all_gather_rows(local.double())
+        reference = [th.empty_like(local.double()) for _ in range(state.world_size)]
+        dist.all_gather(reference, local.double())
+        checks[str(size)] = {
+            "sum_hash": _tensor_hash([ours]),
+            "sum_close": bool(((ours - builtin).abs() <= 4 * th.finfo(th.float32).eps * scale).all()),
+            "gather_equal": all(bool(th.equal(a, b)) for a, b in zip(rows, reference, strict=True)),
+            "gather_len": len(rows),
+        }
+    return {"pairwise": state.pairwise, "world_size": state.world_size, "checks": checks}
+
+
 def main() -> None:
     """
     ``SCENARIO[:ALGO][,SCENARIO[:ALGO]...] OUT``: run the scenarios one after the other in the same process group

@@ -104,7 +104,7 @@ def test_nothing_happens_without_torchrun(monkeypatch):
 
 
 # One two-rank job runs every scenario (process start-up is the slow part); the crash comes last
-MAIN = "gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,mismatch,crash"
+MAIN = "collectives,gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,mismatch,crash"
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +154,30 @@ def test_averaged_gradient_equals_full_batch_gradient(two_ranks, algo):
     assert zero["hash"] == one["hash"]  # both ranks stepped with the same averaged gradients
     for name, diff in zero["max_abs_diff"].items():
         assert diff <= 1e-5 * max(1.0, zero["max_abs"][name]), (name, diff, zero["max_abs"][name])
+
+
+def _check_collectives(results: list[dict], world_size: int) -> None:
+    for result in results:
+        assert result["ok"], result
+        assert result["pairwise"] and result["world_size"] == world_size
+    for size, check in results[0]["checks"].items():
+        # The same sum as gloo's all_reduce (to rounding), bit-identical on every rank; the same gather
+        assert all(r["checks"][size]["sum_hash"] == check["sum_hash"] for r in results), size
+        for result in results:
+            assert result["checks"][size]["sum_close"] and result["checks"][size]["gather_equal"], (size, result)
+            assert result["checks"][size]["gather_len"] == world_size
+
+
+@pytest.mark.timeout(90)
+def test_pairwise_collectives_match_gloo(two_ranks):
+    _check_collectives([result["collectives"] for result in two_ranks[1]], 2)
+
+
+@pytest.mark.timeout(120)
+def test_pairwise_collectives_four_ranks(tmp_path):
+    results, codes = run_ranks("collectives", tmp_path, world_size=4, timeout=110.0)
+    assert codes == [0, 0, 0, 0], results
+    _check_collectives([result["collectives"] for result in results], 4)
 
 
 @pytest.mark.timeout(90)

@@ -399,7 +399,7 @@ def test_wrong_algorithm(saved, tmp_path):
 
 
 def test_damaged_replay_buffer(saved, tmp_path):
-    cls, model, _ = saved
+    _cls, model, _ = saved
     model.save_replay_buffer(tmp_path / "rb.zip")
     raw = (tmp_path / "rb.zip").read_bytes()
     for name, data in (("empty", b""), ("truncated", raw[: len(raw) // 2]), ("random", os.urandom(1000))):
@@ -412,7 +412,7 @@ def test_damaged_replay_buffer(saved, tmp_path):
 
 
 def test_predict_bad_input(saved):
-    cls, model, _ = saved
+    _cls, model, _ = saved
     obs = model.observation_space.sample()
     with pytest.raises(TypeError, match=r"\(obs, info\).*\(2,\)"):
         model.predict((obs, {}))

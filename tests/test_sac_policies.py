@@ -151,3 +151,33 @@ def test_custom_optimizer(optimizer_class, optimizer_kwargs):
     assert not th.equal(actor_before["mu.weight"], model.actor.mu.weight)
     for key, value in optimizer_kwargs.items():
         assert model.critic.optimizer.param_groups[0][key] == value
+
+
+@pytest.mark.parametrize("algo", ["sac", "discrete_sac", "sac_lstm"])
+def test_set_training_mode_after_direct_train_eval_calls(algo):
+    """set_training_mode skips calls that change nothing, but still undoes a user's own train()/eval() calls."""
+    from sb3_sac_ext import SAC, DiscreteSAC
+
+    if algo == "discrete_sac":
+        model = DiscreteSAC("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]), device="cpu")
+    else:
+        policy = "MlpLstmPolicy" if algo == "sac_lstm" else "MlpPolicy"
+        model = SAC(policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[8]), device="cpu")
+    policy = model.policy
+
+    def modes(module):
+        return {m.training for m in module.modules()}
+
+    policy.set_training_mode(True)
+    assert modes(policy.actor) == {True} and modes(policy.critic) == {True} and policy.training
+    policy.set_training_mode(True)  # no change
+    assert modes(policy.actor) == {True}
+    policy.actor.eval()  # a user's direct call
+    policy.set_training_mode(True)
+    assert modes(policy.actor) == {True} and modes(policy.critic) == {True}
+    policy.set_training_mode(False)
+    assert modes(policy.actor) == {False} and modes(policy.critic) == {False} and not policy.training
+    policy.critic.train()
+    policy.set_training_mode(False)
+    assert modes(policy.critic) == {False}
+    assert modes(policy.critic_target) == {False}

@@ -18,6 +18,13 @@ Nothing happens at import: the process group is formed when a model with ``distr
   of ``learn()``: a mismatch raises :class:`~sb3_sac_ext.common.errors.DistributedSettingsError` on every rank;
 - after each rollout, the ranks agree on whether to continue (a callback on rank 0 may stop training) and
   merge their ``VecNormalize`` statistics (one small all-gather).
+
+Collectives on gloo with a power-of-two number of ranks are done by recursive doubling over point-to-point
+exchanges (``log2(world_size)`` rounds of one ``isend``/``irecv`` pair): gloo's own ``all_reduce`` costs about
+1.8 ms per call on a busy 2-core machine where one exchange costs 0.2-0.6 ms (``benchmarks/distributed.py
+--collectives`` measures both), and an update makes three of them. Every rank adds the same two operands at
+every round (IEEE addition is commutative), so the sums, and hence the replicas, stay bit-identical. NCCL and
+other world sizes use ``all_reduce``/``all_gather``.
 """
 
 import json
@@ -201,6 +208,8 @@ class DistributedState:
         self.world_size = dist.get_world_size()
         self.backend = str(dist.get_backend())
         self.device = th.device("cuda", th.cuda.current_device()) if self.backend == "nccl" else th.device("cpu")
+        # Recursive doubling over point-to-point exchanges (see the module docstring)
+        self.pairwise = self.backend == "gloo" and self.world_size > 1 and self.world_size & (self.world_size - 1) == 0
         self._rms_base: list[tuple[float, np.ndarray, np.ndarray]] | None = None
 
     def __repr__(self) -> str:
@@ -212,6 +221,54 @@ class DistributedState:
             "Another rank probably crashed (see its error) or did not reach this point within the timeout "
             f"({timeout().total_seconds():g} s, set {TIMEOUT_ENV})"
         )
+
+    # ------------------------------------------------------------------ collectives
+
+    def _exchange(self, tensor: th.Tensor, partner: int) -> th.Tensor:
+        """Send ``tensor`` to ``partner`` and receive the partner's tensor of the same shape (one round trip)."""
+        received = th.empty_like(tensor)
+        dist = _dist()
+        receiving = dist.irecv(received, src=partner)
+        sending = dist.isend(tensor, dst=partner)
+        receiving.wait()
+        sending.wait()
+        return received
+
+    def all_reduce_sum(self, flat: th.Tensor) -> th.Tensor:
+        """
+        Sum ``flat`` over the ranks, in place (bit-identical result on every rank).
+
+        :param flat: A contiguous 1-d tensor
+        :return: ``flat``, now holding the sum
+        """
+        if not self.pairwise:
+            _dist().all_reduce(flat)
+            return flat
+        step = 1
+        while step < self.world_size:
+            flat.add_(self._exchange(flat, self.rank ^ step))
+            step *= 2
+        return flat
+
+    def all_gather_rows(self, local: th.Tensor) -> list[th.Tensor]:
+        """
+        Gather one 1-d tensor of the same size from every rank.
+
+        :param local: This rank's tensor
+        :return: The tensors of ranks 0, 1, ... (the same list on every rank)
+        """
+        if not self.pairwise:
+            gathered = [th.empty_like(local) for _ in range(self.world_size)]
+            _dist().all_gather(gathered, local)
+            return gathered
+        rows = local.reshape(1, -1)  # rows of the ranks in this rank's aligned group, in rank order
+        step = 1
+        while step < self.world_size:
+            partner = self.rank ^ step
+            other = self._exchange(rows, partner)
+            rows = th.cat([rows, other] if self.rank < partner else [other, rows])
+            step *= 2
+        return list(rows.unbind(0))
 
     # ------------------------------------------------------------------ hot path
 
@@ -237,7 +294,7 @@ class DistributedState:
                 parts.append(bad.reshape(1).to(device=bad.device if not parts else parts[0].device, dtype=dtype))
             flat = th.cat(parts)
             try:
-                _dist().all_reduce(flat)
+                self.all_reduce_sum(flat)
             except RuntimeError as e:
                 raise self._failed("gradient all-reduce", e) from e
             flat.div_(self.world_size)
@@ -324,9 +381,8 @@ class DistributedState:
         for rms, (count, mean, var) in zip(stats, base, strict=True):
             parts.append(_delta_moments(rms, count, mean, var))
         local = self._to_device(np.concatenate(parts))
-        gathered = [th.empty_like(local) for _ in range(self.world_size)]
         try:
-            _dist().all_gather(gathered, local)
+            gathered = self.all_gather_rows(local)
         except RuntimeError as e:
             raise self._failed("rollout sync", e) from e
         rows = [row.cpu().numpy() for row in gathered]

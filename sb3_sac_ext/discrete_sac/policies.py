@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.policies import TrainingModeMixin
 
 
 class CategoricalActor(BasePolicy):
@@ -141,7 +142,7 @@ class EnsembleDiscreteCritic(EnsembleCritic):
         return tuple(self.q_values(obs).unbind(0))
 
 
-class DiscreteSACPolicy(BasePolicy):
+class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
     """
     Policy class (categorical actor and critic ensemble) for DiscreteSAC.
 
@@ -258,16 +259,6 @@ class DiscreteSACPolicy(BasePolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         """:return: Actions as int64 indices, shape ``(batch,)``: argmax of the logits when deterministic, else sampled"""
         return self.actor(observation, deterministic)
-
-    def set_training_mode(self, mode: bool) -> None:
-        """
-        Put the actor and the critic in training or evaluation mode (the target stays in evaluation mode).
-
-        :param mode: ``True`` for training mode
-        """
-        self.actor.set_training_mode(mode)
-        self.critic.set_training_mode(mode)
-        self.training = mode
 
 
 MlpPolicy = DiscreteSACPolicy

@@ -21,6 +21,7 @@ from torch import nn
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.policies import TrainingModeMixin
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 # Same epsilon as SB3's SquashedDiagGaussianDistribution
@@ -219,7 +220,7 @@ def convert_sb3_critic_optimizer_state(
     return {"state": new_state, "param_groups": [new_group]}
 
 
-class SACPolicy(SB3SACPolicy):
+class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     """
     Policy class (actor and critic ensemble) for SAC. Same constructor as SB3's ``SACPolicy``;
     Adam/AdamW default to PyTorch's fused implementation.

@@ -19,6 +19,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.policies import TrainingModeMixin
 from sb3_sac_ext.common.recurrent.layers import RNNBlock, RNNState, check_rnn_kwargs, flatten_time
 from sb3_sac_ext.common.schedules import make_schedule
 
@@ -106,7 +107,7 @@ def unroll_current_next(network: RecurrentNetwork, obs_seq: PyTorchObs, mask: th
     return latent_NTH[:, :-1][mask], latent_NTH[:, 1:][mask]
 
 
-class RecurrentSoftPolicy(BasePolicy):
+class RecurrentSoftPolicy(TrainingModeMixin, BasePolicy):
     """
     Base of the recurrent SAC / DiscreteSAC policies (``recurrent = True`` tells the algorithm to use the sequence
     replay buffer and the recurrent training path). Subclasses build ``actor``, ``critic`` and ``critic_target``
@@ -256,11 +257,6 @@ class RecurrentSoftPolicy(BasePolicy):
             **self._recurrent_constructor_parameters(),
         )
         return data
-
-    def set_training_mode(self, mode: bool) -> None:
-        self.actor.set_training_mode(mode)
-        self.critic.set_training_mode(mode)
-        self.training = mode
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
