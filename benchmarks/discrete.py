@@ -91,7 +91,36 @@ def box2d_available() -> bool:
     return True
 
 
-def run_one(algo: str, env_id: str, seed: int, steps: int) -> dict[str, Any]:
+def curve_callback(env_id: str, seed: int, every: int) -> Any:
+    """
+    A callback that evaluates the deterministic policy (10 episodes, its own env) every ``every`` env steps and prints
+    the learning curve; the time it takes is reported in ``eval_seconds`` (excluded from env-steps/s). Deterministic
+    evaluation draws no random numbers from the model, so the training run is the same with or without it.
+    """
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    class Curve(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.eval_seconds = 0.0
+            self.eval_env = Monitor(gym.make(env_id))
+            self.eval_env.reset(seed=20_000 + seed)
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every == 0:
+                start = time.perf_counter()
+                mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=10, deterministic=True)
+                print(f"  {env_id} seed {seed}: {self.num_timesteps} steps, eval {mean:.1f} +/- {std:.1f}", flush=True)
+                self.eval_seconds += time.perf_counter() - start
+            return True
+
+    return Curve()
+
+
+def run_one(algo: str, env_id: str, seed: int, steps: int, eval_every: int = 0) -> dict[str, Any]:
     """Train one model, evaluate it deterministically, return the figures."""
     import gymnasium as gym
     import torch as th
@@ -107,9 +136,10 @@ def run_one(algo: str, env_id: str, seed: int, steps: int) -> dict[str, Any]:
         from sb3_sac_ext import DiscreteSAC
 
         model = DiscreteSAC("MlpPolicy", env_id, seed=seed, **discrete_sac_hyperparams(env_id))
+    callback = curve_callback(env_id, seed, eval_every) if eval_every else None
     start = time.perf_counter()
-    model.learn(steps)
-    train_seconds = time.perf_counter() - start
+    model.learn(steps, callback=callback)
+    train_seconds = time.perf_counter() - start - (callback.eval_seconds if callback is not None else 0.0)
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=10_000 + seed)
     returns, _ = evaluate_policy(
@@ -156,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (0, 1, ...)")
+    parser.add_argument("--eval-every", type=int, default=0, help="Also print a learning curve (10 episodes) every N steps")
     parser.add_argument("--first-seed", type=int, default=0, help="Run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--steps", type=int, default=None, help="Env-step budget (default: the env's, see above)")
     parser.add_argument("--algos", nargs="+", default=["discrete_sac", "dqn"], choices=["discrete_sac", "dqn"])
@@ -170,7 +201,7 @@ def main() -> None:
         steps = args.steps or BUDGETS[env_id]
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for algo in args.algos:
-                result = run_one(algo, env_id, seed, steps)
+                result = run_one(algo, env_id, seed, steps, args.eval_every)
                 results.append(result)
                 print(json.dumps(result), flush=True)
                 if args.out is not None:

@@ -50,10 +50,11 @@ def check_env_id(env_id: str) -> None:
         except ImportError as e:
             raise SB3SacExtError(f"unknown environment {env_id!r}: cannot import {module!r} ({e})") from None
     if name not in gym.registry:
-        # Env packages that register on import, as RL Zoo's import_envs does (Atari: ale-py; RL Zoo's own envs)
+        # Env packages that register on import, as RL Zoo's import_envs does (Atari: ale-py; RL Zoo's own envs,
+        # e.g. PendulumNoVel-v1; POPGym's memory tasks, e.g. popgym-RepeatFirstEasy-v0)
         import importlib
 
-        for module in ("ale_py", "rl_zoo3.import_envs"):
+        for module in ("ale_py", "rl_zoo3.import_envs") + (("popgym",) if name.startswith("popgym") else ()):
             try:
                 importlib.import_module(module)
             except ImportError:

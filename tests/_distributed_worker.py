@@ -198,6 +198,30 @@ def mismatch(out: str, algo: str) -> dict:
     return {}
 
 
+def stop(out: str, algo: str) -> dict:
+    """A callback on rank 0 stops training, during the warm-up (after-rollout sync) and once updates run (the stop
+    request rides on the gradient all-reduce); every rank must end learn() after the same number of updates."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class StopAt(BaseCallback):
+        def __init__(self, at: int):
+            super().__init__()
+            self.at = at
+
+        def _on_step(self) -> bool:
+            return self.num_timesteps < self.at
+
+    cls, env_id = _algo(algo)
+    results = {}
+    for label, at in (("warmup", 30), ("training", 121)):
+        model = cls(
+            "MlpPolicy", env_id, learning_starts=50, train_freq=4, gradient_steps=2, seed=0, device="cpu", policy_kwargs=SMALL
+        )
+        model.learn(1000, callback=StopAt(at))
+        results[label] = {"num_timesteps": model.num_timesteps, "n_updates": model._n_updates, **model_hashes(model)}
+    return results
+
+
 def collectives(out: str, algo: str) -> dict:
     """The recursive-doubling sum and gather against gloo's own all_reduce/all_gather, on odd sizes and values."""
     import torch.distributed as dist

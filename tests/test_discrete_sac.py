@@ -282,16 +282,16 @@ def test_soft_target_update_is_polyak():
 def test_policy_delay():
     model = _fresh_model(policy_delay=2)
     steps: list[str] = []
-    original = model._optimizer_step
+    original = model._optimizer_steps
 
-    def counting(name: str, loss: th.Tensor) -> None:
-        steps.append(name)
-        original(name, loss)
+    def counting(pairs: list[tuple[str, th.Tensor]]) -> None:
+        steps.extend(name for name, _ in pairs)
+        original(pairs)
 
-    model._optimizer_step = counting  # type: ignore[method-assign]
+    model._optimizer_steps = counting  # type: ignore[method-assign]
     model.train(gradient_steps=1, batch_size=16)
     model.train(gradient_steps=3, batch_size=16)
-    assert steps == ["critic", "ent_coef", "actor", "critic", "critic", "ent_coef", "actor", "critic"]
+    assert steps == ["critic", "actor", "ent_coef", "critic", "critic", "actor", "ent_coef", "critic"]
 
 
 def test_max_grad_norm_clips():

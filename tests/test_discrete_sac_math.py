@@ -153,41 +153,43 @@ def _tiny_trained_model(**kwargs) -> DiscreteSAC:
 def test_actor_and_temperature_losses_send_no_gradient_into_the_critics(share_features_extractor):
     model = _tiny_trained_model(policy_kwargs=dict(net_arch=[16], share_features_extractor=share_features_extractor))
     critic_params = list(model.critic.parameters()) + list(model.critic_target.parameters())
-    original_step = model._optimizer_step
+    original_steps = model._optimizer_steps
     checked = []
 
-    def checking_step(name, loss):
-        if name in ("actor", "ent_coef"):
-            for param in critic_params:
-                param.grad = None
-            loss.backward(retain_graph=True)
-            critic_only = [p for n, p in model.critic.named_parameters() if "features_extractor" not in n]
-            assert all(param.grad is None for param in critic_only), f"{name} loss reached the critics"
-            assert all(param.grad is None for param in model.critic_target.parameters())
-            checked.append(name)
-        original_step(name, loss)
+    def checking_steps(steps):
+        for name, loss in steps:
+            if name in ("actor", "ent_coef"):
+                for param in critic_params:
+                    param.grad = None
+                loss.backward(retain_graph=True)
+                critic_only = [p for n, p in model.critic.named_parameters() if "features_extractor" not in n]
+                assert all(param.grad is None for param in critic_only), f"{name} loss reached the critics"
+                assert all(param.grad is None for param in model.critic_target.parameters())
+                checked.append(name)
+        original_steps(steps)
 
-    model._optimizer_step = checking_step
+    model._optimizer_steps = checking_steps
     before = {k: v.clone() for k, v in model.critic.state_dict().items()}
     model.train(gradient_steps=1, batch_size=16)
-    assert checked == ["ent_coef", "actor"]
-    del model._optimizer_step
+    assert checked == ["actor", "ent_coef"]
+    del model._optimizer_steps
     # The critic did change, through its own loss only
     assert any(not th.equal(before[k], v) for k, v in model.critic.state_dict().items())
 
 
 def test_critic_loss_sends_no_gradient_into_the_actor_or_target():
     model = _tiny_trained_model(ent_coef=0.1)
-    original_step = model._optimizer_step
+    original_steps = model._optimizer_steps
 
-    def checking_step(name, loss):
-        if name == "critic":
-            for param in [*model.actor.parameters(), *model.critic_target.parameters()]:
-                param.grad = None
-            loss.backward(retain_graph=True)
-            assert all(param.grad is None for param in model.actor.parameters())
-            assert all(param.grad is None for param in model.critic_target.parameters())
-        original_step(name, loss)
+    def checking_steps(steps):
+        for name, loss in steps:
+            if name == "critic":
+                for param in [*model.actor.parameters(), *model.critic_target.parameters()]:
+                    param.grad = None
+                loss.backward(retain_graph=True)
+                assert all(param.grad is None for param in model.actor.parameters())
+                assert all(param.grad is None for param in model.critic_target.parameters())
+        original_steps(steps)
 
-    model._optimizer_step = checking_step
+    model._optimizer_steps = checking_steps
     model.train(gradient_steps=2, batch_size=16)

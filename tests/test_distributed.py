@@ -104,7 +104,10 @@ def test_nothing_happens_without_torchrun(monkeypatch):
 
 
 # One two-rank job runs every scenario (process start-up is the slow part); the crash comes last
-MAIN = "collectives,gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,mismatch,crash"
+MAIN = (
+    "collectives,gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,stop:sac,stop:discrete_sac,"
+    "mismatch,crash"
+)
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +157,20 @@ def test_averaged_gradient_equals_full_batch_gradient(two_ranks, algo):
     assert zero["hash"] == one["hash"]  # both ranks stepped with the same averaged gradients
     for name, diff in zero["max_abs_diff"].items():
         assert diff <= 1e-5 * max(1.0, zero["max_abs"][name]), (name, diff, zero["max_abs"][name])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("algo", ["sac", "discrete_sac"])
+def test_callback_on_rank_zero_stops_every_rank(two_ranks, algo):
+    zero, one = _scenario(two_ranks, f"stop:{algo}")
+    # During the warm-up: every rank stops after the rollout in which rank 0's callback said stop, no update ran
+    assert zero["warmup"]["n_updates"] == one["warmup"]["n_updates"] == 0
+    assert zero["warmup"]["num_timesteps"] == 30 and one["warmup"]["num_timesteps"] == 32  # rollouts of 4 steps
+    # While training: the round of updates after that rollout still runs on every rank, then all stop together
+    assert zero["training"]["num_timesteps"] == 121 and one["training"]["num_timesteps"] == 124
+    assert zero["training"]["n_updates"] == one["training"]["n_updates"] == 2 * ((124 - 52) // 4 + 1)
+    for key in ("params", "optimizers", "temperature"):
+        assert zero["training"][key] == one["training"][key], key
 
 
 def _check_collectives(results: list[dict], world_size: int) -> None:

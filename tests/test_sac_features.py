@@ -222,14 +222,14 @@ def test_policy_delay():
 def test_policy_delay_counts_across_calls_and_gradient_steps():
     model = _filled(policy_delay=3, seed=0)
     actor_steps = []
-    original = model._optimizer_step
+    original = model._optimizer_steps
 
-    def spy(name, loss):
-        if name == "actor":
+    def spy(steps):
+        if any(name == "actor" for name, _ in steps):
             actor_steps.append(model._n_updates)
-        original(name, loss)
+        original(steps)
 
-    model._optimizer_step = spy
+    model._optimizer_steps = spy
     model.train(gradient_steps=4, batch_size=32)
     model.train(gradient_steps=3, batch_size=32)
     # Update indices 0..6: the actor trains at 0, 3 and 6 (_n_updates is the count at the start of each call)
@@ -259,15 +259,16 @@ def test_objective_losses_by_hand(objective):
     critic = {k: v.clone() for k, v in model.critic.state_dict().items()}
     losses = {}
     critic_at_actor_step = {}
-    original = model._optimizer_step
+    original = model._optimizer_steps
 
-    def spy(name, loss):
-        losses[name] = float(loss.detach())
-        if name == "actor":
-            critic_at_actor_step.update({k: v.clone() for k, v in model.critic.state_dict().items()})
-        original(name, loss)
+    def spy(steps):
+        for name, loss in steps:
+            losses[name] = float(loss.detach())
+            if name == "actor":
+                critic_at_actor_step.update({k: v.clone() for k, v in model.critic.state_dict().items()})
+        original(steps)
 
-    model._optimizer_step = spy
+    model._optimizer_steps = spy
     target = {k: v.clone() for k, v in model.critic_target.state_dict().items()}
     actor_state = {k: v.clone() for k, v in model.actor.state_dict().items()}
     model.train(gradient_steps=1, batch_size=32)

@@ -16,8 +16,10 @@ Nothing happens at import: the process group is formed when a model with ``distr
   a rank that raises destroys the process group it formed, so the others fail at once;
 - settings (env id, hyperparameters, world size, ``total_timesteps``) are compared across ranks at the start
   of ``learn()``: a mismatch raises :class:`~sb3_sac_ext.common.errors.DistributedSettingsError` on every rank;
-- after each rollout, the ranks agree on whether to continue (a callback on rank 0 may stop training) and
-  merge their ``VecNormalize`` statistics (one small all-gather).
+- a callback on rank 0 may stop training: during the warm-up, with ``VecNormalize`` or ``gradient_steps=-1``, the
+  ranks agree after each rollout on whether to continue and merge their ``VecNormalize`` statistics (one small
+  all-gather); otherwise the stop request rides on the next gradient all-reduce (no collective per rollout);
+- per update, one all-reduce for the critic and one shared by the actor and the temperature.
 
 Collectives on gloo with a power-of-two number of ranks are done by recursive doubling over point-to-point
 exchanges (``log2(world_size)`` rounds of one ``isend``/``irecv`` pair): gloo's own ``all_reduce`` costs about
@@ -210,6 +212,7 @@ class DistributedState:
         self.device = th.device("cuda", th.cuda.current_device()) if self.backend == "nccl" else th.device("cpu")
         # Recursive doubling over point-to-point exchanges (see the module docstring)
         self.pairwise = self.backend == "gloo" and self.world_size > 1 and self.world_size & (self.world_size - 1) == 0
+        self.reset_stop()
         self._rms_base: list[tuple[float, np.ndarray, np.ndarray]] | None = None
 
     def __repr__(self) -> str:
@@ -272,39 +275,59 @@ class DistributedState:
 
     # ------------------------------------------------------------------ hot path
 
-    def average_gradients(self, optimizer: th.optim.Optimizer, bad: th.Tensor) -> th.Tensor:
+    def average_gradients(self, optimizers: list[th.optim.Optimizer], bad: th.Tensor) -> th.Tensor:
         """
-        Replace the gradients of ``optimizer``'s parameters by their mean over the ranks: one flattened
-        all-reduce per dtype, no host synchronisation. The non-finite flag ``bad`` rides along, so that every
-        rank skips the update when the loss of any rank was NaN/inf.
+        Replace the gradients of the ``optimizers``' parameters by their mean over the ranks: one flattened
+        all-reduce per dtype, no host synchronisation. Two kinds of flags ride along: the non-finite flags ``bad``
+        (every rank skips an update when the loss of any rank was NaN/inf), and this rank's request to stop
+        training (:meth:`request_stop`), so that ending a run needs no collective of its own.
 
-        :param optimizer: The optimizer about to step
-        :param bad: This rank's non-finite flag (bool scalar tensor)
-        :return: The flag of all ranks (True when any rank's was)
+        :param optimizers: The optimizers about to step
+        :param bad: This rank's non-finite flag of each optimizer (bool tensor of shape ``(len(optimizers),)``)
+        :return: The flags of all ranks (True where any rank's was)
         """
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grads = [p.grad for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
         by_dtype: dict[th.dtype, list[th.Tensor]] = {}
         for grad in grads:
-            by_dtype.setdefault(grad.dtype, []).append(grad)
+            if grad is not None:
+                by_dtype.setdefault(grad.dtype, []).append(grad)
         if not by_dtype:
             by_dtype[th.float32] = []
+        n_flags = bad.numel() + 1
         for index, (dtype, group_grads) in enumerate(by_dtype.items()):
             parts = [g.reshape(-1) for g in group_grads]
             if index == 0:
-                parts.append(bad.reshape(1).to(device=bad.device if not parts else parts[0].device, dtype=dtype))
+                device = parts[0].device if parts else bad.device
+                stop = self._stop_request.to(device=device, dtype=dtype).reshape(1)
+                parts += [bad.reshape(-1).to(device=device, dtype=dtype), stop]
             flat = th.cat(parts)
             try:
                 self.all_reduce_sum(flat)
             except RuntimeError as e:
                 raise self._failed("gradient all-reduce", e) from e
+            if index == 0:
+                flags = flat[-n_flags:].clone()
+                flat = flat[:-n_flags]
             flat.div_(self.world_size)
             if group_grads:
-                sizes = [g.numel() for g in group_grads]
-                values = flat.split(sizes) if index != 0 else flat[:-1].split(sizes)
+                values = flat.split([g.numel() for g in group_grads])
                 th._foreach_copy_(group_grads, [v.view_as(g) for v, g in zip(values, group_grads, strict=True)])
-            if index == 0:
-                bad = flat[-1] > 0
-        return bad
+        # Any rank's stop request, kept as a tensor (read once per rollout by :meth:`stop_agreed`)
+        self._stop_agreed = th.maximum(self._stop_agreed.to(flags.device), (flags[-1] > 0).to(th.float32))
+        return flags[:-1] > 0
+
+    def request_stop(self) -> None:
+        """Ask every rank to stop after the current round of updates (sent with the next gradient all-reduce)."""
+        self._stop_request = th.ones((), dtype=th.float32)
+
+    def stop_agreed(self) -> bool:
+        """:return: Whether a rank asked to stop in an all-reduce so far (one host read)"""
+        return bool(self._stop_agreed.cpu() > 0)
+
+    def reset_stop(self) -> None:
+        """Forget stop requests (start of ``learn()``)."""
+        self._stop_request = th.zeros((), dtype=th.float32)
+        self._stop_agreed = th.zeros((), dtype=th.float32)
 
     # ------------------------------------------------------------------ start of learn()
 

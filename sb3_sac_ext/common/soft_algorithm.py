@@ -250,47 +250,64 @@ class SoftOffPolicyMixin(EstimatorMixin):
         """
         The one place where every optimizer step happens: zero the gradients, backpropagate ``loss``,
         average the gradients across ranks (data-parallel training), clip by global norm (``max_grad_norm``),
-        step. No host synchronisation.
+        step. No host synchronisation. See :meth:`_optimizer_steps`.
 
         :param name: ``"actor"``, ``"critic"`` or ``"ent_coef"``
         :param loss: Scalar loss of that network
         """
-        optimizer = self.optimizers[name]
-        # Non-finite guard (see persistence.py): fused Adam/AdamW skip their update when ``found_inf`` is set,
-        # so a NaN/inf loss never reaches the weights and no host sync happens here; the flag is sticky for the
-        # rest of this ``train()`` call and checked once at its end (:meth:`_check_nonfinite_losses`).
-        fused = bool(optimizer.defaults.get("fused")) and loss.device.type in ("cpu", "cuda")
-        bad = ~th.isfinite(loss.detach())
-        if not fused and not bool(bad.logical_not().all()):  # other optimizers: one host sync per step
-            raise NonFiniteError(
-                f"Non-finite {name} loss ({float(loss):.6g}) at gradient step {self._n_updates} "
-                f"(num_timesteps={getattr(self, 'num_timesteps', '?')}); the update was not applied"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self._optimizer_steps([(name, loss)])
+
+    def _optimizer_steps(self, steps: list[tuple[str, th.Tensor]]) -> None:
+        """
+        Step several optimizers whose losses share no parameters (the actor and the temperature): each loss is
+        backpropagated into its own optimizer's parameters, and in data-parallel training the gradients of all of
+        them are averaged across ranks in a single flattened all-reduce (one round trip instead of one per
+        optimizer). Then each is clipped (``max_grad_norm``, not the temperature) and stepped, in the given order.
+
+        :param steps: ``(name, loss)`` pairs, ``name`` one of ``"actor"``, ``"critic"``, ``"ent_coef"``
+        """
+        prepared = []
+        for name, loss in steps:
+            optimizer = self.optimizers[name]
+            # Non-finite guard (see persistence.py): fused Adam/AdamW skip their update when ``found_inf`` is set,
+            # so a NaN/inf loss never reaches the weights and no host sync happens here; the flag is sticky for the
+            # rest of this ``train()`` call and checked once at its end (:meth:`_check_nonfinite_losses`).
+            fused = bool(optimizer.defaults.get("fused")) and loss.device.type in ("cpu", "cuda")
+            bad = ~th.isfinite(loss.detach())
+            if not fused and not bool(bad.logical_not().all()):  # other optimizers: one host sync per step
+                raise NonFiniteError(
+                    f"Non-finite {name} loss ({float(loss):.6g}) at gradient step {self._n_updates} "
+                    f"(num_timesteps={getattr(self, 'num_timesteps', '?')}); the update was not applied"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            prepared.append((name, optimizer, fused, bad, loss.device))
         distributed = getattr(self, "_distributed", None)
         if distributed is not None:
-            # Mean gradient over the ranks (one flattened all-reduce), before clipping: replicas stay identical
-            bad = distributed.average_gradients(optimizer, bad)
-        if self.max_grad_norm is not None and name != "ent_coef":
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            grad_norm = th.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
-            self._train_logs[f"train/{name}_grad_norm"] = grad_norm.detach()
-            bad = bad | ~th.isfinite(grad_norm.detach())
-        if fused:
-            flag = self._nonfinite_flag_for(loss.device)
-            code = self._nonfinite_calls * len(LEARNING_RATE_ARGS) + list(LEARNING_RATE_ARGS).index(name)
-            # First offending step: (optimizer call index, network), recorded without a sync
-            self._nonfinite_where.copy_(th.where((flag == 0) & bad, code, self._nonfinite_where))
-            th.maximum(flag, bad.to(flag.dtype), out=flag)
-            optimizer.found_inf = flag  # type: ignore[attr-defined]
-            try:
+            # Mean gradient over the ranks (one flattened all-reduce for all these optimizers), before clipping:
+            # replicas stay identical. A non-finite loss on any rank skips the update on every rank.
+            bads = distributed.average_gradients([item[1] for item in prepared], th.stack([item[3] for item in prepared]))
+            prepared = [(name, opt, fused, bads[i], device) for i, (name, opt, fused, _, device) in enumerate(prepared)]
+        for name, optimizer, fused, bad, device in prepared:
+            if self.max_grad_norm is not None and name != "ent_coef":
+                params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+                grad_norm = th.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
+                self._train_logs[f"train/{name}_grad_norm"] = grad_norm.detach()
+                bad = bad | ~th.isfinite(grad_norm.detach())
+            if fused:
+                flag = self._nonfinite_flag_for(device)
+                code = self._nonfinite_calls * len(LEARNING_RATE_ARGS) + list(LEARNING_RATE_ARGS).index(name)
+                # First offending step: (optimizer call index, network), recorded without a sync
+                self._nonfinite_where.copy_(th.where((flag == 0) & bad, code, self._nonfinite_where))
+                th.maximum(flag, bad.to(flag.dtype), out=flag)
+                optimizer.found_inf = flag  # type: ignore[attr-defined]
+                try:
+                    optimizer.step()
+                finally:
+                    del optimizer.found_inf  # type: ignore[attr-defined]
+                self._nonfinite_calls += 1
+            else:
                 optimizer.step()
-            finally:
-                del optimizer.found_inf  # type: ignore[attr-defined]
-            self._nonfinite_calls += 1
-        else:
-            optimizer.step()
 
     def _nonfinite_flag_for(self, device: th.device) -> th.Tensor:
         flag = getattr(self, "_nonfinite_flag", None)
@@ -365,6 +382,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 )
             distributed.check_settings(model_settings(self, total_timesteps, reset_num_timesteps))
             distributed.broadcast_model(self)
+            distributed.reset_stop()
             if distributed.rank != 0:
                 # Rank 0 alone logs, evaluates, checkpoints and shows progress: callbacks run there only
                 self.set_logger(Logger(folder=None, output_formats=[]))  # type: ignore[attr-defined]
@@ -374,12 +392,32 @@ class SoftOffPolicyMixin(EstimatorMixin):
         )
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:
-        rollout = super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
         distributed = getattr(self, "_distributed", None)
-        if distributed is not None:
-            keep_going = distributed.sync_rollout(rollout.continue_training, self._vec_normalize_env)  # type: ignore[attr-defined]
-            if keep_going != rollout.continue_training:
-                rollout = rollout._replace(continue_training=keep_going)
+        if distributed is None:
+            return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
+        from stable_baselines3.common.type_aliases import RolloutReturn
+
+        if distributed.stop_agreed():
+            # A rank (rank 0's callbacks) asked to stop during the last rollout: every rank ends here, together
+            return RolloutReturn(0, 0, continue_training=False)
+        # Once training runs after every rollout (learning_starts passed, a fixed number of gradient steps) and no
+        # VecNormalize statistics need merging, the ranks need no collective here: a stop request rides on the
+        # next gradient all-reduce instead (that round of updates still runs on every rank, then all stop).
+        # The decision uses only values that are equal on every rank.
+        piggyback = (
+            self._vec_normalize_env is None  # type: ignore[attr-defined]
+            and self.gradient_steps > 0  # type: ignore[attr-defined]
+            and self.num_timesteps > self.learning_starts  # type: ignore[attr-defined]
+        )
+        rollout = super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
+        if piggyback:
+            if not rollout.continue_training:
+                distributed.request_stop()
+                rollout = rollout._replace(continue_training=True)
+            return rollout
+        keep_going = distributed.sync_rollout(rollout.continue_training, self._vec_normalize_env)  # type: ignore[attr-defined]
+        if keep_going != rollout.continue_training:
+            rollout = rollout._replace(continue_training=keep_going)
         return rollout
 
     def learn(

@@ -319,12 +319,14 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
                     # No gradient for the critics: the actor loss only trains the actor
                     with th.no_grad():
                         q_pi_KBA = self.critic.q_values(data.observations, detach_params=True).float()
+                loss_actor = actor_loss(q_pi_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
+                # Temperature after the actor (alpha was read before both): one all-reduce for the two, see SAC.train
+                steps = [("actor", loss_actor)]
                 ent_coef_loss = self.temperature.loss(negative_entropy(probs_BA, log_probs_BA))
                 if ent_coef_loss is not None:
-                    self._optimizer_step("ent_coef", ent_coef_loss)
+                    steps.append(("ent_coef", ent_coef_loss))
                     logs["ent_coef_loss"].append(ent_coef_loss)
-                loss_actor = actor_loss(q_pi_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
-                self._optimizer_step("actor", loss_actor)
+                self._optimizer_steps(steps)
                 logs["actor_loss"].append(loss_actor)
             logs["ent_coef"].append(ent_coef)
 

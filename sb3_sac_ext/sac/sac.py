@@ -241,15 +241,18 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
                     # No gradient for the critics' weights: only d(Q)/d(action) is needed
                     q_pi = self.critic.q_values(data.observations, actions_pi, detach_params=True).float()
                 log_prob = log_prob.float().unsqueeze(-1)
-                ent_coef_loss = self.temperature.loss(log_prob)
-                if ent_coef_loss is not None:
-                    self._optimizer_step("ent_coef", ent_coef_loss)
-                    logs["ent_coef_loss"].append(ent_coef_loss)
                 if minimize:
                     actor_loss = (q_pi.max(dim=0).values + ent_coef * log_prob).mean()
                 else:
                     actor_loss = (ent_coef * log_prob - q_pi.min(dim=0).values).mean()
-                self._optimizer_step("actor", actor_loss)
+                # The temperature's step comes after the actor's: alpha was read before both, so the order changes
+                # nothing, and the two share one gradient all-reduce in data-parallel training
+                steps = [("actor", actor_loss)]
+                ent_coef_loss = self.temperature.loss(log_prob)
+                if ent_coef_loss is not None:
+                    steps.append(("ent_coef", ent_coef_loss))
+                    logs["ent_coef_loss"].append(ent_coef_loss)
+                self._optimizer_steps(steps)
                 logs["actor_loss"].append(actor_loss)
             logs["ent_coef"].append(ent_coef)
 

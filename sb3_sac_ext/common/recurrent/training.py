@@ -126,6 +126,17 @@ def _new_logs() -> dict[str, list[th.Tensor]]:
     return {key: [] for key in keys}
 
 
+def _actor_and_temperature_step(
+    model: Any, actor_loss: th.Tensor, ent_coef_loss: th.Tensor | None, logs: dict[str, list[th.Tensor]]
+) -> None:
+    """The actor's step, then the temperature's (alpha was read before both): one all-reduce for the two."""
+    steps = [("actor", actor_loss)]
+    if ent_coef_loss is not None:
+        steps.append(("ent_coef", ent_coef_loss))
+        logs["ent_coef_loss"].append(ent_coef_loss)
+    model._optimizer_steps(steps)
+
+
 def _finish(model: Any, gradient_steps: int, logs: dict[str, list[th.Tensor]]) -> None:
     model._n_updates += gradient_steps
     model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
@@ -175,15 +186,11 @@ def train_sac(model: Any, gradient_steps: int, batch_size: int) -> None:
                 # d(Q)/d(action) only: no gradient into the critic's RNN or weights
                 q_pi = critic.q_values(critic_now_BH.detach(), actions_pi, detach_params=True).float()
             log_prob = log_prob.float().unsqueeze(-1)
-            ent_coef_loss = model.temperature.loss(log_prob)
-            if ent_coef_loss is not None:
-                model._optimizer_step("ent_coef", ent_coef_loss)
-                logs["ent_coef_loss"].append(ent_coef_loss)
             if minimize:
                 actor_loss = (q_pi.max(dim=0).values + ent_coef * log_prob).mean()
             else:
                 actor_loss = (ent_coef * log_prob - q_pi.min(dim=0).values).mean()
-            model._optimizer_step("actor", actor_loss)
+            _actor_and_temperature_step(model, actor_loss, model.temperature.loss(log_prob), logs)
             logs["actor_loss"].append(actor_loss)
             _log_rnn_grad(logs, "actor_rnn_grad_norm", actor)
         logs["ent_coef"].append(ent_coef)
@@ -240,12 +247,9 @@ def train_discrete_sac(model: Any, gradient_steps: int, batch_size: int) -> None
                 probs_BA, log_probs_BA = actor.action_probs(actor_now_BH)
                 with th.no_grad():
                     q_pi_KBA = critic.q_values(critic_now_BH.detach(), detach_params=True).float()
-            ent_coef_loss = model.temperature.loss(negative_entropy(probs_BA, log_probs_BA))
-            if ent_coef_loss is not None:
-                model._optimizer_step("ent_coef", ent_coef_loss)
-                logs["ent_coef_loss"].append(ent_coef_loss)
             loss_actor = actor_loss(q_pi_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
-            model._optimizer_step("actor", loss_actor)
+            ent_coef_loss = model.temperature.loss(negative_entropy(probs_BA, log_probs_BA))
+            _actor_and_temperature_step(model, loss_actor, ent_coef_loss, logs)
             logs["actor_loss"].append(loss_actor)
             _log_rnn_grad(logs, "actor_rnn_grad_norm", actor)
         logs["ent_coef"].append(ent_coef)
