@@ -13,7 +13,9 @@ the final evaluation return.
     python benchmarks/distributed.py --collectives      # latency of one gradient all-reduce: gloo's vs ours
 
 ``--collectives`` times, in 2 processes, gloo's ``all_reduce`` against the recursive-doubling exchange the
-gradient averaging uses on gloo (``DistributedState.all_reduce_sum``), at the sizes of SAC's gradients.
+gradient averaging uses on gloo (``DistributedState.all_reduce_sum``), over gloo's send/recv and over the direct
+sockets ``learn()`` opens when every rank is on one machine, at the sizes of SAC's gradients (idle ranks: inside
+training, where the ranks also compute, gloo's messages cost more, see the README).
 """
 
 import argparse
@@ -66,23 +68,34 @@ def collectives_worker(out: str) -> None:
     distributed.init_process_group(th.device("cpu"))
     state = distributed.DistributedState(owned=False)
     rows = []
-    for size in (1, 1_000, 70_000, 140_000):
-        flat = th.randn(size)
-        timings = {}
-        for name, reduce in (("gloo all_reduce", dist.all_reduce), ("ours", state.all_reduce_sum)):
-            for _ in range(20):
-                reduce(flat)
-            dist.barrier()
-            start = time.perf_counter()
-            for _ in range(300):
-                reduce(flat)
-            timings[name] = (time.perf_counter() - start) / 300 * 1e3
-            flat.normal_()
-        rows.append({"size": size, **timings})
+    sizes = (1, 1_000, 70_000, 140_000)
+    flats = [th.randn(size) for size in sizes]
+    for size, flat in zip(sizes, flats):
+        rows.append({"size": size, **_time_reductions(state, flat, (("gloo all_reduce", dist.all_reduce),))})
+        rows[-1].update(_time_reductions(state, flat, (("ours (gloo send/recv)", state.all_reduce_sum),)))
+    state.connect_peers()  # direct sockets between the ranks (every rank on this machine), as learn() does
+    for row, flat in zip(rows, flats):
+        row.update(_time_reductions(state, flat, (("ours (sockets)", state.all_reduce_sum),)))
     if state.rank == 0:
         with open(out, "w") as file:
             json.dump(rows, file)
     dist.destroy_process_group()
+
+
+def _time_reductions(state, flat, reductions) -> dict:
+    import torch.distributed as dist
+
+    timings = {}
+    for name, reduce in reductions:
+        for _ in range(20):
+            reduce(flat)
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(300):
+            reduce(flat)
+        timings[name] = (time.perf_counter() - start) / 300 * 1e3
+        flat.normal_()
+    return timings
 
 
 def run_job(world: int, args: argparse.Namespace) -> dict:
@@ -121,11 +134,11 @@ def main() -> None:
         return
     if args.collectives:
         print("One all-reduce (float32, 2 processes, 1 thread each), ms per call")
-        print("| elements | gloo all_reduce | recursive doubling (ours) | ratio |")
-        print("|---|---|---|---|")
+        print("| elements | gloo all_reduce | ours over gloo send/recv | ours over sockets | gloo / sockets |")
+        print("|---|---|---|---|---|")
         for row in run_job(2, args):
-            ratio = row["gloo all_reduce"] / row["ours"]
-            print(f"| {row['size']} | {row['gloo all_reduce']:.3f} | {row['ours']:.3f} | {ratio:.1f}x |")
+            gloo, p2p, sockets = row["gloo all_reduce"], row["ours (gloo send/recv)"], row["ours (sockets)"]
+            print(f"| {row['size']} | {gloo:.3f} | {p2p:.3f} | {sockets:.3f} | {gloo / sockets:.1f}x |")
         return
     if args.worker:
         worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out)

@@ -223,16 +223,27 @@ def stop(out: str, algo: str) -> dict:
 
 
 def collectives(out: str, algo: str) -> dict:
-    """The recursive-doubling sum and gather against gloo's own all_reduce/all_gather, on odd sizes and values."""
-    import torch.distributed as dist
-
+    """The recursive-doubling sum and gather against gloo's own all_reduce/all_gather, on odd sizes and values,
+    over gloo's point-to-point messages and over the direct sockets."""
     from sb3_sac_ext.common import distributed
 
     distributed.init_process_group(th.device("cpu"))
     state = distributed.DistributedState(owned=False)
     generator = th.Generator().manual_seed(1234 + RANK)
     checks = {}
-    for size in (1, 7, 70_001):
+    transports = {}
+    for transport in ("gloo", "sockets"):
+        if transport == "sockets":
+            state.connect_peers()  # every rank is on this machine: direct sockets
+        transports[transport] = state.links is not None
+        _collective_checks(state, generator, checks, transport)
+    return {"pairwise": state.pairwise, "world_size": state.world_size, "checks": checks, "links": transports}
+
+
+def _collective_checks(state, generator, checks: dict, transport: str) -> None:
+    import torch.distributed as dist
+
+    for size in (1, 7, 70_001, 300_000):
         local = th.randn(size, generator=generator) * 10.0 ** th.randint(-3, 4, (size,), generator=generator)
         ours = state.all_reduce_sum(local.clone())
         builtin = local.clone()
@@ -242,13 +253,12 @@ def collectives(out: str, algo: str) -> dict:
         rows = state.all_gather_rows(local.double())
         reference = [th.empty_like(local.double()) for _ in range(state.world_size)]
         dist.all_gather(reference, local.double())
-        checks[str(size)] = {
+        checks[f"{transport}:{size}"] = {
             "sum_hash": _tensor_hash([ours]),
             "sum_close": bool(((ours - builtin).abs() <= 4 * th.finfo(th.float32).eps * scale).all()),
             "gather_equal": all(bool(th.equal(a, b)) for a, b in zip(rows, reference, strict=True)),
             "gather_len": len(rows),
         }
-    return {"pairwise": state.pairwise, "world_size": state.world_size, "checks": checks}
 
 
 def main() -> None:

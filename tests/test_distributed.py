@@ -177,6 +177,8 @@ def _check_collectives(results: list[dict], world_size: int) -> None:
     for result in results:
         assert result["ok"], result
         assert result["pairwise"] and result["world_size"] == world_size
+        assert result["links"] == {"gloo": False, "sockets": True}
+    assert len(results[0]["checks"]) == 8  # 4 sizes (up to 300k floats: larger than a socket buffer), 2 transports
     for size, check in results[0]["checks"].items():
         # The same sum as gloo's all_reduce (to rounding), bit-identical on every rank; the same gather
         assert all(r["checks"][size]["sum_hash"] == check["sum_hash"] for r in results), size

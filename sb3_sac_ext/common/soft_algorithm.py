@@ -381,6 +381,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                     "numbers of updates; use a number of steps"
                 )
             distributed.check_settings(model_settings(self, total_timesteps, reset_num_timesteps))
+            distributed.connect_peers()
             distributed.broadcast_model(self)
             distributed.reset_stop()
             if distributed.rank != 0:
