@@ -36,12 +36,35 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str)
 
     from sb3_sac_ext import SAC
 
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import BaseCallback
+
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=learning_starts, seed=0, device="cpu", precision="fp32")
     steps = total_steps // world
+
+    class Curve(BaseCallback):
+        """Learning curve (runs on rank 0 only): 5 deterministic episodes every sixth of the run, time excluded."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.points: list[tuple[int, float]] = []
+            self.seconds = 0.0
+            self.env = gym.make("Pendulum-v1")
+            self.env.reset(seed=123)
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % max(steps // 6, 1) == 0:
+                begin = time.perf_counter()
+                mean, _ = evaluate_policy(self.model, self.env, n_eval_episodes=5, deterministic=True)
+                self.points.append((self.num_timesteps * world, float(mean)))  # env steps of the whole job
+                self.seconds += time.perf_counter() - begin
+            return True
+
+    curve = Curve()
     start = time.perf_counter()
-    model.learn(steps)
-    elapsed = time.perf_counter() - start
+    model.learn(steps, callback=curve)
+    elapsed = time.perf_counter() - start - curve.seconds  # the other ranks wait while rank 0 evaluates
     if rank != 0:
         return
     mean_return, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=eval_episodes, deterministic=True)
@@ -52,6 +75,7 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str)
         "optimizer_steps_per_s": model._n_updates / elapsed,
         "sample_updates_per_s": model._n_updates * world / elapsed,
         "final_eval_return": float(mean_return),
+        "curve": curve.points,
     }
     with open(out, "w") as file:
         json.dump(result, file)
@@ -158,6 +182,10 @@ def main() -> None:
             f"| {row['optimizer_steps_per_s']:.0f} "
             f"| {row['sample_updates_per_s']:.0f} | {row['final_eval_return']:.1f} |"
         )
+    print("\nLearning curve (5 deterministic episodes; x = env steps of the whole job, all ranks):")
+    for row in rows:
+        points = ", ".join(f"{x}: {y:.0f}" for x, y in row["curve"])
+        print(f"  {row['world_size']} rank(s): {points}")
 
 
 if __name__ == "__main__":
