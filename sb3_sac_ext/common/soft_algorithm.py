@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import update_learning_rate
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
@@ -138,7 +139,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._convert_train_freq_again()
 
     def _convert_train_freq_again(self) -> None:
-        from stable_baselines3.common.type_aliases import TrainFreq
 
         if not isinstance(self.train_freq, TrainFreq):  # type: ignore[has-type]
             self._convert_train_freq()  # type: ignore[attr-defined]
@@ -370,7 +370,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         distributed = getattr(self, "_distributed", None)
         if distributed is not None:
             from stable_baselines3.common.logger import Logger
-            from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 
             from sb3_sac_ext.common.distributed import model_settings
 
@@ -396,8 +395,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         distributed = getattr(self, "_distributed", None)
         if distributed is None:
             return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
-        from stable_baselines3.common.type_aliases import RolloutReturn
-
         if distributed.stop_agreed():
             # A rank (rank 0's callbacks) asked to stop during the last rollout: every rank ends here, together
             return RolloutReturn(0, 0, continue_training=False)
