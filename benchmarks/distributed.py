@@ -6,7 +6,9 @@ one intra-op thread each). The job trains SAC on Pendulum-v1 for the same *total
 (``--total-steps``: each of the N ranks collects total / N steps), then rank 0 evaluates the deterministic policy.
 Reported per configuration: aggregate env-steps/s (all ranks), aggregate sample-updates/s (gradient steps x
 ranks: every rank's half of the global batch counts), optimizer steps/s (what the replicas do together), and
-the final evaluation return.
+the final evaluation return. Then the machine's ceiling: as many independent single-process runs side by side (no
+process group; what the cores give two busy processes, shared caches and memory included), so that the data-parallel
+run can be read against what this machine allows rather than against an ideal 2x.
 
     python benchmarks/distributed.py --total-steps 2000                 # a quick look (shared machines)
     python benchmarks/distributed.py --total-steps 20000 --world-sizes 1 2 4 --eval-episodes 10
@@ -28,7 +30,7 @@ import tempfile
 import time
 
 
-def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str) -> None:
+def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str, independent: bool = False) -> None:
     import torch as th
 
     th.set_num_threads(1)
@@ -40,7 +42,16 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str)
     from stable_baselines3.common.callbacks import BaseCallback
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=learning_starts, seed=0, device="cpu", precision="fp32")
+    # independent: the machine's ceiling, N single-process runs side by side (no process group, no exchanges)
+    model = SAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=learning_starts,
+        seed=rank if independent else 0,
+        device="cpu",
+        precision="fp32",
+        distributed=False if independent else "auto",
+    )
     steps = total_steps // world
 
     class Curve(BaseCallback):
@@ -65,6 +76,10 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str)
     start = time.perf_counter()
     model.learn(steps, callback=curve)
     elapsed = time.perf_counter() - start - curve.seconds  # the other ranks wait while rank 0 evaluates
+    if independent:
+        with open(f"{out}.{rank}", "w") as file:
+            json.dump({"env_steps_per_s": steps / elapsed, "optimizer_steps_per_s": model._n_updates / elapsed}, file)
+        return
     if rank != 0:
         return
     mean_return, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=eval_episodes, deterministic=True)
@@ -121,7 +136,7 @@ def _time_reduction(reduce, flat) -> float:
     return elapsed_ms
 
 
-def run_job(world: int, args: argparse.Namespace) -> dict:
+def run_job(world: int, args: argparse.Namespace, independent: bool = False) -> dict:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -133,11 +148,22 @@ def run_job(world: int, args: argparse.Namespace) -> dict:
             env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
             command = [sys.executable, __file__, "--worker", "--total-steps", str(args.total_steps), "--out", out]
             command += ["--collectives"] if args.collectives else []
+            command += ["--independent"] if independent else []
             command += ["--learning-starts", str(args.learning_starts), "--eval-episodes", str(args.eval_episodes)]
             procs.append(subprocess.Popen(command, env=env))
         codes = [proc.wait() for proc in procs]
         if any(codes):
             raise RuntimeError(f"world size {world}: exit codes {codes}")
+        if independent:
+            parts = []
+            for rank in range(world):
+                with open(f"{out}.{rank}") as file:
+                    parts.append(json.load(file))
+            return {
+                "world_size": f"{world} independent",
+                "env_steps_per_s": sum(part["env_steps_per_s"] for part in parts),
+                "optimizer_steps_per_s": sum(part["optimizer_steps_per_s"] for part in parts),
+            }
         with open(out) as file:
             return json.load(file)
 
@@ -149,7 +175,13 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--world-sizes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--collectives", action="store_true", help="time one gradient all-reduce instead")
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the machine's ceiling (N independent single-process runs side by side, N = largest world size)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--independent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker and args.collectives:
@@ -164,9 +196,11 @@ def main() -> None:
             print(f"| {row['size']} | {gloo:.3f} | {p2p:.3f} | {sockets:.3f} | {gloo / sockets:.1f}x |")
         return
     if args.worker:
-        worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out)
+        worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out, args.independent)
         return
     rows = [run_job(world, args) for world in args.world_sizes]
+    largest = max(args.world_sizes)
+    ceiling = None if args.no_ceiling or largest < 2 else run_job(largest, args, independent=True)
     print(
         f"SAC Pendulum-v1, {args.total_steps} total env steps, learning_starts={args.learning_starts} per rank, 1 thread/rank"
     )
@@ -181,6 +215,20 @@ def main() -> None:
             f"| {row['optimizer_steps_per_s']:.0f} "
             f"| {row['sample_updates_per_s']:.0f} | {row['final_eval_return']:.1f} |"
         )
+    single = next((row for row in rows if row["world_size"] == 1), None)
+    if ceiling is not None:
+        print(
+            f"| {ceiling['world_size']} (the machine's ceiling: no process group) | | {ceiling['env_steps_per_s']:.0f} "
+            f"| {ceiling['optimizer_steps_per_s']:.0f} (each process its own) | | |"
+        )
+    if single is not None:
+        print("\nenv-steps/s relative to 1 rank" + (" (and to the ceiling)" if ceiling else "") + ":")
+        for row in rows:
+            ratio = row["env_steps_per_s"] / single["env_steps_per_s"]
+            of_ceiling = f", {row['env_steps_per_s'] / ceiling['env_steps_per_s']:.0%} of the ceiling" if ceiling else ""
+            print(f"  {row['world_size']} rank(s): {ratio:.2f}x{of_ceiling if row['world_size'] == largest else ''}")
+        if ceiling is not None:
+            print(f"  {ceiling['world_size']}: {ceiling['env_steps_per_s'] / single['env_steps_per_s']:.2f}x")
     print("\nLearning curve (5 deterministic episodes; x = env steps of the whole job, all ranks):")
     for row in rows:
         points = ", ".join(f"{x}: {y:.0f}" for x, y in row["curve"])

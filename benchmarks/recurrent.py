@@ -64,14 +64,42 @@ def register_envs(env_id: str) -> None:
         import rl_zoo3.import_envs  # noqa: F401  (registers PendulumNoVel-v1, CartPoleNoVel-v1)
 
 
-def make_model(env_id: str, variant: str, seed: int) -> Any:
-    setting = SETTINGS[env_id]
+def make_env(env_id: str, variant: str, seed: int) -> Any:
+    """One env (a VecEnv, frame-stacked for the ``framestack`` variant), seeded."""
     register_envs(env_id)
     env = make_vec_env(env_id, n_envs=1, seed=seed)
+    return VecFrameStack(env, 4) if variant == "framestack" else env
+
+
+def curve_callback(env_id: str, variant: str, seed: int, every: int) -> Any:
+    """
+    Evaluates the deterministic policy (10 episodes, on its own env) every ``every`` env steps and prints the learning
+    curve. Deterministic evaluation draws no random numbers from the model, so training is the same with or without it.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Curve(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.eval_env = make_env(env_id, variant, 20_000 + seed)
+            self.points: list[tuple[int, float]] = []
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every == 0:
+                mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=10, deterministic=True)
+                self.points.append((self.num_timesteps, float(mean)))
+                point = f"{self.num_timesteps} steps, eval {mean:.2f} +/- {std:.2f}"
+                print(f"  {env_id} {variant} seed {seed}: {point}", flush=True)
+            return True
+
+    return Curve()
+
+
+def make_model(env_id: str, variant: str, seed: int) -> Any:
+    setting = SETTINGS[env_id]
+    env = make_env(env_id, variant, seed)
     policy, policy_kwargs = "MlpPolicy", dict(MLP)
-    if variant == "framestack":
-        env = VecFrameStack(env, 4)
-    elif variant == "lstm":
+    if variant == "lstm":
         policy, policy_kwargs = "MlpLstmPolicy", {**LSTM, **setting["lstm"]}
     return setting["algo"](policy, env, policy_kwargs=policy_kwargs, seed=seed, **setting["kwargs"])
 
@@ -97,6 +125,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-speed", action="store_true", help="skip the update-speed table (e.g. when sharing the machine)")
+    parser.add_argument("--eval-every", type=int, default=0, help="also print a learning curve (10 episodes) every N steps")
     parser.add_argument("--out", default=None, help="append one JSON line per learning run to this file")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
@@ -117,14 +146,17 @@ def main() -> None:
             means = []
             for seed in args.seeds:
                 model = make_model(env_id, variant, seed)
+                curve = curve_callback(env_id, variant, seed, args.eval_every) if args.eval_every else None
                 start = time.perf_counter()
-                model.learn(timesteps)
-                elapsed = time.perf_counter() - start
+                model.learn(timesteps, callback=curve)
+                elapsed = time.perf_counter() - start  # includes the curve's evaluations, if any
                 mean, std = evaluate_policy(model, model.env, n_eval_episodes=args.eval_episodes, deterministic=True)
                 means.append(mean)
                 print(f"| {env_id} | {variant} | {timesteps} | {seed} | {mean:.2f} | {std:.2f} | {elapsed:.0f} |", flush=True)
                 if args.out:
                     row = dict(env=env_id, variant=variant, timesteps=timesteps, seed=seed, mean=mean, std=std)
+                    if curve is not None:
+                        row["curve"] = curve.points
                     with open(args.out, "a") as file:
                         file.write(json.dumps({**row, "train_seconds": elapsed}) + "\n")
             print(f"| {env_id} | {variant} | {timesteps} | mean | {np.mean(means):.2f} | {np.std(means):.2f} | |", flush=True)
