@@ -70,8 +70,12 @@ def register_envs(env_id: str) -> None:
 def make_env(env_id: str, variant: str, seed: int) -> Any:
     """One env (a VecEnv, frame-stacked for the ``framestack`` variant), seeded."""
     register_envs(env_id)
-    env = make_vec_env(env_id, n_envs=1, seed=seed)
-    return VecFrameStack(env, 4) if variant == "framestack" else env
+    if variant != "framestack":
+        return make_vec_env(env_id, n_envs=1, seed=seed)
+    # VecFrameStack takes Box observations: Discrete ones (RepeatFirst) become the one-hot vectors the MLP sees anyway
+    box = isinstance(gym.make(env_id).observation_space, gym.spaces.Box)
+    wrapper = None if box else gym.wrappers.FlattenObservation
+    return VecFrameStack(make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=wrapper), 4)
 
 
 def curve_callback(env_id: str, variant: str, seed: int, every: int) -> Any:
