@@ -11,6 +11,7 @@ lstm >= 400, mlp <= 100; popgym-RepeatFirstEasy-v0 @100k (whole episodes): lstm 
 """
 
 import argparse
+import copy
 import json
 import time
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecFrameStack
+from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
 from sb3_sac_ext import SAC, DiscreteSAC
 
@@ -67,18 +68,33 @@ def register_envs(env_id: str) -> None:
         import rl_zoo3.import_envs  # noqa: F401  (registers PendulumNoVel-v1, CartPoleNoVel-v1)
 
 
-def make_env(env_id: str, variant: str, seed: int) -> Any:
-    """One env (a VecEnv, frame-stacked for the ``framestack`` variant), seeded."""
+def make_env(env_id: str, variant: str, seed: int, normalize: bool = False, training: bool = True) -> Any:
+    """
+    One env (a VecEnv, frame-stacked for the ``framestack`` variant), seeded; ``normalize``: observations normalised
+    by ``VecNormalize`` (rewards untouched; ``training=False`` for evaluation envs, whose statistics are copied in).
+    """
     register_envs(env_id)
     if variant != "framestack":
-        return make_vec_env(env_id, n_envs=1, seed=seed)
-    # VecFrameStack takes Box observations: Discrete ones (RepeatFirst) become the one-hot vectors the MLP sees anyway
-    box = isinstance(gym.make(env_id).observation_space, gym.spaces.Box)
-    wrapper = None if box else gym.wrappers.FlattenObservation
-    return VecFrameStack(make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=wrapper), 4)
+        env = make_vec_env(env_id, n_envs=1, seed=seed)
+    else:
+        # VecFrameStack takes Box observations: Discrete ones (RepeatFirst) become the one-hot vectors the MLP sees
+        box = isinstance(gym.make(env_id).observation_space, gym.spaces.Box)
+        wrapper = None if box else gym.wrappers.FlattenObservation
+        env = VecFrameStack(make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=wrapper), 4)
+    return VecNormalize(env, norm_reward=False, training=training) if normalize else env
 
 
-def curve_callback(env_id: str, variant: str, seed: int, every: int) -> Any:
+def evaluate(model: Any, env: Any, n_episodes: int) -> tuple[float, float]:
+    """Deterministic evaluation on ``env``, with the model's observation statistics (if normalised), frozen."""
+    train_norm = model.get_vec_normalize_env()
+    if train_norm is not None:
+        env.obs_rms = copy.deepcopy(train_norm.obs_rms)
+        env.training = False
+    mean, std = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True)
+    return float(mean), float(std)
+
+
+def curve_callback(env_id: str, variant: str, seed: int, every: int, normalize: bool = False) -> Any:
     """
     Evaluates the deterministic policy (10 episodes, on its own env) every ``every`` env steps and prints the learning
     curve. Deterministic evaluation draws no random numbers from the model, so training is the same with or without it.
@@ -88,12 +104,12 @@ def curve_callback(env_id: str, variant: str, seed: int, every: int) -> Any:
     class Curve(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.eval_env = make_env(env_id, variant, 20_000 + seed)
+            self.eval_env = make_env(env_id, variant, 20_000 + seed, normalize, training=False)
             self.points: list[tuple[int, float]] = []
 
         def _on_step(self) -> bool:
             if self.num_timesteps % every == 0:
-                mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=10, deterministic=True)
+                mean, std = evaluate(self.model, self.eval_env, 10)
                 self.points.append((self.num_timesteps, float(mean)))
                 point = f"{self.num_timesteps} steps, eval {mean:.2f} +/- {std:.2f}"
                 print(f"  {env_id} {variant} seed {seed}: {point}", flush=True)
@@ -108,7 +124,7 @@ def make_model(env_id: str, variant: str, seed: int, overrides: dict[str, Any] |
     setting = SETTINGS[env_id]
     overrides = dict(overrides or {})
     lstm_overrides = {key: overrides.pop(key) for key in list(overrides) if key in RNN_KEYS}
-    env = make_env(env_id, variant, seed)
+    env = make_env(env_id, variant, seed, bool(overrides.pop("normalize", setting.get("normalize", False))))
     policy, policy_kwargs = "MlpPolicy", dict(MLP)
     if variant == "lstm":
         policy, policy_kwargs = "MlpLstmPolicy", {**LSTM, **setting["lstm"], **lstm_overrides}
@@ -120,7 +136,10 @@ RNN_KEYS = ("lstm_hidden_size", "n_lstm_layers", "rnn_type", "sequence_length", 
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs (values as Python literals, e.g. ``tau=0.01``, ``rnn_type='gru'``)."""
+    """
+    ``key=value`` pairs (values as Python literals, e.g. ``tau=0.01``, ``rnn_type='gru'``; ``normalize=True``:
+    observations normalised by ``VecNormalize``).
+    """
     import ast
 
     overrides = {}
@@ -175,11 +194,12 @@ def main() -> None:
             means = []
             for seed in args.seeds:
                 model = make_model(env_id, variant, seed, parse_overrides(args.set))
-                curve = curve_callback(env_id, variant, seed, args.eval_every) if args.eval_every else None
+                normalize = model.get_vec_normalize_env() is not None
+                curve = curve_callback(env_id, variant, seed, args.eval_every, normalize) if args.eval_every else None
                 start = time.perf_counter()
                 model.learn(timesteps, callback=curve)
                 elapsed = time.perf_counter() - start  # includes the curve's evaluations, if any
-                mean, std = evaluate_policy(model, model.env, n_eval_episodes=args.eval_episodes, deterministic=True)
+                mean, std = evaluate(model, model.env, args.eval_episodes)
                 means.append(mean)
                 print(f"| {env_id} | {variant} | {timesteps} | {seed} | {mean:.2f} | {std:.2f} | {elapsed:.0f} |", flush=True)
                 if args.out:
