@@ -72,10 +72,11 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str,
                 self.seconds += time.perf_counter() - begin
             return True
 
-    curve = Curve()
+    curve = None if independent else Curve()  # the ceiling's processes need no curve
     start = time.perf_counter()
     model.learn(steps, callback=curve)
-    elapsed = time.perf_counter() - start - curve.seconds  # the other ranks wait while rank 0 evaluates
+    # the other ranks wait while rank 0 evaluates: its evaluation time is excluded
+    elapsed = time.perf_counter() - start - (curve.seconds if curve is not None else 0.0)
     if independent:
         with open(f"{out}.{rank}", "w") as file:
             json.dump({"env_steps_per_s": steps / elapsed, "optimizer_steps_per_s": model._n_updates / elapsed}, file)
@@ -90,7 +91,7 @@ def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str,
         "optimizer_steps_per_s": model._n_updates / elapsed,
         "sample_updates_per_s": model._n_updates * world / elapsed,
         "final_eval_return": float(mean_return),
-        "curve": curve.points,
+        "curve": curve.points if curve is not None else [],
     }
     with open(out, "w") as file:
         json.dump(result, file)

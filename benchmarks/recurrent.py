@@ -118,6 +118,10 @@ def curve_callback(env_id: str, variant: str, seed: int, every: int, normalize: 
     return Curve()
 
 
+# --set keys that go to the recurrent policy's policy_kwargs
+RNN_KEYS = ("lstm_hidden_size", "n_lstm_layers", "rnn_type", "sequence_length", "burn_in", "shared_lstm")
+
+
 def make_model(env_id: str, variant: str, seed: int, overrides: dict[str, Any] | None = None) -> Any:
     """The model of one variant; ``overrides``: hyperparameters replacing the env's settings (``lstm`` keys for the
     recurrent policy's kwargs, the rest for the algorithm), for tuning runs."""
@@ -132,9 +136,6 @@ def make_model(env_id: str, variant: str, seed: int, overrides: dict[str, Any] |
     return setting["algo"](policy, env, policy_kwargs=policy_kwargs, seed=seed, **kwargs)
 
 
-RNN_KEYS = ("lstm_hidden_size", "n_lstm_layers", "rnn_type", "sequence_length", "burn_in", "shared_lstm")
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """
     ``key=value`` pairs (values as Python literals, e.g. ``tau=0.01``, ``rnn_type='gru'``; ``normalize=True``:
@@ -147,7 +148,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
-        overrides[key] = ast.literal_eval(value)
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--set {key}: {value!r} is not a Python literal (e.g. 0.01, 'gru', True)") from None
     return overrides
 
 

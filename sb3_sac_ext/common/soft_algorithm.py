@@ -139,7 +139,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._convert_train_freq_again()
 
     def _convert_train_freq_again(self) -> None:
-
         if not isinstance(self.train_freq, TrainFreq):  # type: ignore[has-type]
             self._convert_train_freq()  # type: ignore[attr-defined]
 
