@@ -13,6 +13,7 @@ lstm >= 400, mlp <= 100; popgym-RepeatFirstEasy-v0 @100k (whole episodes): lstm 
 import argparse
 import copy
 import json
+import os
 import time
 from typing import Any
 
@@ -38,6 +39,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         algo=DiscreteSAC,
         timesteps=100_000,
         lstm=dict(sequence_length=16, burn_in=8),
+        # observations normalised (VecNormalize, for every variant) as in hyperparams/discrete_sac_lstm.yml: unscaled,
+        # CartPole's small positions and angles barely move the LSTM's output and the actor's ReLUs can die (seed 1 did)
+        normalize=True,
         kwargs=dict(
             learning_rate=1e-3,
             buffer_size=100_000,
@@ -173,11 +177,15 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--timesteps", type=int, default=None, help="override the per-env budget")
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument(
+        "--eval-seed", type=int, default=10_000, help="env seed of the final evaluation (the same episodes for every run)"
+    )
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-speed", action="store_true", help="skip the update-speed table (e.g. when sharing the machine)")
     parser.add_argument("--eval-every", type=int, default=0, help="also print a learning curve (10 episodes) every N steps")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings (tuning runs)")
+    parser.add_argument("--save-dir", default=None, help="save each trained model (and its VecNormalize statistics) here")
     parser.add_argument("--out", default=None, help="append one JSON line per learning run to this file")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
@@ -203,11 +211,18 @@ def main() -> None:
                 start = time.perf_counter()
                 model.learn(timesteps, callback=curve)
                 elapsed = time.perf_counter() - start  # includes the curve's evaluations, if any
-                mean, std = evaluate(model, model.env, args.eval_episodes)
+                if args.save_dir:
+                    name = os.path.join(args.save_dir, f"{env_id}_{variant}_{seed}")
+                    model.save(name)
+                    if normalize:
+                        model.get_vec_normalize_env().save(name + "_vecnormalize.pkl")
+                eval_env = make_env(env_id, variant, args.eval_seed, normalize, training=False)
+                mean, std = evaluate(model, eval_env, args.eval_episodes)
                 means.append(mean)
                 print(f"| {env_id} | {variant} | {timesteps} | {seed} | {mean:.2f} | {std:.2f} | {elapsed:.0f} |", flush=True)
                 if args.out:
                     row = dict(env=env_id, variant=variant, timesteps=timesteps, seed=seed, mean=mean, std=std)
+                    row["normalize"] = normalize
                     if args.set:
                         row["set"] = args.set
                     if curve is not None:
