@@ -312,6 +312,25 @@ def enjoy(args: argparse.Namespace) -> int:
     return 0
 
 
+def play(model: Any, env: Any, n_steps: int, deterministic: bool = True) -> None:
+    """
+    Reset ``env`` (a VecEnv) and step it ``n_steps`` times with the model's actions, carrying the RNN state of
+    recurrent policies and the episode starts from one step to the next (as ``evaluate_policy`` does).
+
+    :param model: The model (any SB3 algorithm)
+    :param env: The VecEnv
+    :param n_steps: Number of steps
+    :param deterministic: Whether to use deterministic actions
+    """
+    import numpy as np
+
+    obs = env.reset()
+    state, episode_starts = None, np.ones(env.num_envs, dtype=bool)
+    for _ in range(n_steps):
+        action, state = model.predict(obs, state=state, episode_start=episode_starts, deterministic=deterministic)
+        obs, _, episode_starts, _ = env.step(action)
+
+
 def _record_video(args: argparse.Namespace, model: Any, settings: dict[str, Any], folder: Path) -> None:
     """Record ``--video-length`` steps of the model into ``<run folder>/videos`` (skipped with a message when impossible)."""
     reason = _video_skip_reason()
@@ -332,10 +351,7 @@ def _record_video(args: argparse.Namespace, model: Any, settings: dict[str, Any]
             video_length=args.video_length,
             name_prefix=f"{args.algo}-{args.env}",
         )
-        obs = env.reset()
-        for _ in range(args.video_length + 1):
-            action, _ = model.predict(obs, deterministic=not args.stochastic)
-            obs, _, _, _ = env.step(action)
+        play(model, env, args.video_length + 1, deterministic=not args.stochastic)
         env.close()
     except Exception as e:  # rendering backends fail in many ways (no display, no pygame, ...)
         print(f"Video skipped: rendering failed ({type(e).__name__}: {e})")

@@ -354,7 +354,7 @@ def _make_eval_env(model: Any, env_id: str, eval_env: Any, render_mode: str | No
 
 def _record_video(model: Any, env_id: str, folder: pathlib.Path, video_length: int) -> pathlib.Path | None:
     """Record ``video_length`` steps into ``folder/replay.mp4``; ``None`` (with a warning saying why) when impossible."""
-    from sb3_sac_ext.cli import _video_skip_reason
+    from sb3_sac_ext.cli import _video_skip_reason, play
 
     reason = _video_skip_reason()
     if reason is None:
@@ -370,10 +370,7 @@ def _record_video(model: Any, env_id: str, folder: pathlib.Path, video_length: i
                 video_length=video_length,
                 name_prefix="replay",
             )
-            obs = env.reset()
-            for _ in range(video_length + 1):
-                action, _ = model.predict(obs, deterministic=True)
-                obs, _, _, _ = env.step(action)
+            play(model, env, video_length + 1, deterministic=True)
             env.close()
             videos = sorted(record_folder.glob("*.mp4"))
             if videos:
@@ -442,12 +439,19 @@ every file is checked against `{MANIFEST_FILE}`. Pin the revision (the commit sh
 ```python
 # pip install "sb3-sac-ext[hub]"
 import gymnasium as gym
+import numpy as np
 from sb3_sac_ext.hub import load_from_hub
 
 model = load_from_hub("{repo_id}", revision="<commit sha>")
 env = gym.make("{env_id}")
 obs, _ = env.reset()
-action, _ = model.predict(obs, deterministic=True)
+state, episode_start = None, np.ones(1, dtype=bool)  # state: the RNN state of recurrent policies, else None
+for _ in range(1000):
+    action, state = model.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+    obs, reward, terminated, truncated, _ = env.step(action)
+    episode_start[:] = terminated or truncated
+    if episode_start[0]:
+        obs, _ = env.reset()
 ```
 
 or from the command line: `sb3-sac-ext pull {repo_id} --revision <commit sha>`.

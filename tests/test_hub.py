@@ -162,6 +162,32 @@ def test_discrete_sac_with_vec_normalize(server, tmp_path):
     np.testing.assert_array_equal(_predict(loaded, obs), _predict(model, obs))
 
 
+def test_recurrent_model_and_the_cards_usage_code(server, tmp_path):
+    """A recurrent DiscreteSAC goes through push and pull, and the model card's usage code runs as written."""
+    model = DiscreteSAC(
+        "MlpLstmPolicy", "CartPole-v1", learning_starts=40, batch_size=32, seed=0,
+        policy_kwargs=dict(net_arch=[16], lstm_hidden_size=8, sequence_length=4),
+    )  # fmt: skip
+    model.learn(60)
+    repo_id = "me/discrete_sac-CartPole-v1"
+    sha = _push(model, server, repo_id=repo_id, env_id="CartPole-v1")
+    card = server.files(repo_id, sha)["README.md"].decode()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "state=state" in code and "<commit sha>" in code
+    code = code.replace('revision="<commit sha>"', f'revision="{sha}", endpoint="{server.endpoint}"')
+    namespace = {}
+    exec(compile(code, "model card", "exec"), namespace)
+    loaded, state = namespace["model"], namespace["state"]
+    assert isinstance(loaded, DiscreteSAC) and loaded.policy.lstm_hidden_size == 8
+    assert state[0].shape == (1, 1, 8)  # the RNN state came back from every predict call
+    obs = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    starts = np.ones(3, dtype=bool)
+    np.testing.assert_array_equal(
+        loaded.predict(obs, episode_start=starts, deterministic=True)[0],
+        model.predict(obs, episode_start=starts, deterministic=True)[0],
+    )
+
+
 def test_push_to_existing_repository(sac_model, server, tmp_path):
     first = _push(sac_model, server)
     second = _push(sac_model, server, commit_message="second push")

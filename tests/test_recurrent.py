@@ -1,5 +1,7 @@
 """Recurrent policies for SAC and DiscreteSAC (issue 8): the off-by-one check, predict, save/load, settings."""
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -147,3 +149,26 @@ def test_learn_restart_starts_new_segments():
 def test_unsupported_settings_raise(kwargs, match):
     with pytest.raises(InvalidHyperparameterError, match=match):
         SAC("MlpLstmPolicy", "Pendulum-v1", buffer_size=1000, **kwargs)
+
+
+def test_play_carries_state_and_episode_starts():
+    """The replay loop of `enjoy --video` and of Hub pushes carries the RNN state and episode starts like evaluate_policy."""
+    from sb3_sac_ext.cli import play
+
+    model = make_model(SAC, n_envs=2)  # Pendulum cut at 12 steps: both envs restart after steps 12 and 24, only there
+    calls = []
+    predict = model.predict
+
+    def spy(obs, state=None, episode_start=None, deterministic=False):
+        action, new_state = predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        calls.append((state, np.array(episode_start), new_state))
+        return action, new_state
+
+    model.predict = spy
+    play(model, model.env, 30)
+    assert len(calls) == 30 and calls[0][0] is None
+    for (_, _, returned), (passed, _, _) in itertools.pairwise(calls):
+        assert passed is returned
+    starts = np.array([start for _, start, _ in calls])
+    assert starts.shape == (30, 2)
+    assert np.flatnonzero(starts.all(axis=1)).tolist() == [0, 12, 24] and starts.sum() == 6
