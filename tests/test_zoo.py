@@ -81,3 +81,20 @@ def test_zoo_optimize_in_process(tmp_path, capsys):
     assert zoo_main("train", argv) == 0
     out = capsys.readouterr().out
     assert "Best trial" in out and "qf_learning_rate" in out
+
+
+def test_zoo_train_and_enjoy_recurrent_policy_with_several_envs(tmp_path, capsys):
+    """RL Zoo's enjoy carries our recurrent policy's state (its lstm_states loop) over several envs, unchanged."""
+    params = ["-params", "policy:'MlpLstmPolicy'", "policy_kwargs:dict(net_arch=[16], lstm_hidden_size=8, sequence_length=4)"]
+    tiny = [*params, "learning_starts:100", "batch_size:32"]
+    result = zoo("train.py", "--algo", "discrete_sac", "--env", "CartPole-v1", "-n", "300", "-f", str(tmp_path), *tiny)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    from sb3_sac_ext import DiscreteSAC
+    from sb3_sac_ext.zoo import zoo_main
+
+    model = DiscreteSAC.load(tmp_path / "discrete_sac" / "CartPole-v1_1" / "CartPole-v1.zip")
+    assert model.policy.lstm_hidden_size == 8
+    argv = ["--algo", "discrete_sac", "--env", "CartPole-v1", "-f", str(tmp_path), "--no-render", "-n", "60"]
+    assert zoo_main("enjoy", [*argv, "--n-envs", "3"]) == 0
+    assert zoo_main("enjoy", argv) == 0
+    assert "Episode Reward" in capsys.readouterr().out
