@@ -417,6 +417,13 @@ DELEGATED = {
 }
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors printed as one line (exit status 2) instead of a traceback; also an env's missing package (e.g. Box2D)."""
+    import gymnasium as gym
+
+    return (SB3SacExtError, ValueError, FileNotFoundError, ImportError, gym.error.DependencyNotInstalled)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sb3-sac-ext``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -426,14 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         module_name, function_name = DELEGATED[argv[0]].split(":")
         try:
             return int(getattr(importlib.import_module(module_name), function_name)(argv[1:]))
-        except (SB3SacExtError, ValueError, FileNotFoundError, ImportError) as e:
+        except _user_errors() as e:
             print(f"sb3-sac-ext {argv[0]}: error: {e}", file=sys.stderr)
             return 2
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
         return int(args.func(args))
-    except (SB3SacExtError, ValueError, FileNotFoundError, ImportError) as e:
+    except _user_errors() as e:
         print(f"sb3-sac-ext {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

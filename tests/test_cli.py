@@ -107,6 +107,25 @@ def test_bad_input_one_line_error(argv, message, tmp_path, capsys):
     assert "secret" not in err
 
 
+def _env_without_its_package(**kwargs):
+    import gymnasium as gym
+
+    raise gym.error.DependencyNotInstalled("FakeSim is not installed, run `pip install fakesim`")
+
+
+def test_env_with_a_missing_package_is_a_one_line_error(tmp_path, capsys):
+    """An env id that is registered but whose package is missing (as LunarLander without Box2D): no traceback."""
+    import gymnasium as gym
+
+    gym.register("NeedsFakeSim-v0", entry_point=_env_without_its_package)
+    try:
+        assert main(["train", "--env", "NeedsFakeSim-v0", "-n", "10", "-f", str(tmp_path)]) == 2
+    finally:
+        gym.registry.pop("NeedsFakeSim-v0")
+    err = capsys.readouterr().err
+    assert "pip install fakesim" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_tiny_hyperparams_are_valid():
     from sb3_sac_ext.tuning.command import parse_pinned
 
