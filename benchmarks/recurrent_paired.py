@@ -43,9 +43,8 @@ def main() -> None:
         for v in args.variants
     )
     for seed, a, b in zip(args.seeds, first, second):
-        print(
-            f"seed {seed}: {args.variants[0]} {a.mean():.2f}, {args.variants[1]} {b.mean():.2f}, difference {a.mean() - b.mean():+.2f}"
-        )
+        a_name, b_name = args.variants
+        print(f"seed {seed}: {a_name} {a.mean():.2f}, {b_name} {b.mean():.2f}, difference {a.mean() - b.mean():+.2f}")
     diff = first.mean(axis=0) - second.mean(axis=0)  # per episode, the seeds' mean returns
     sem = diff.std(ddof=1) / np.sqrt(len(diff))
     print(f"{args.variants[0]} mean {first.mean():.2f}, {args.variants[1]} mean {second.mean():.2f}")
