@@ -25,6 +25,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
 from sb3_sac_ext import SAC, DiscreteSAC
+from sb3_sac_ext.common.persistence import save_vec_normalize
 
 LSTM = dict(lstm_hidden_size=64, net_arch=[64, 64])
 MLP = dict(net_arch=[64, 64])
@@ -88,6 +89,11 @@ def make_env(env_id: str, variant: str, seed: int, normalize: bool = False, trai
     return VecNormalize(env, norm_reward=False, training=training) if normalize else env
 
 
+def saved_name(save_dir: str, env_id: str, variant: str, seed: int) -> str:
+    """Path (without extension) of a model saved with ``--save-dir``; its statistics: ``<name>_vec_normalize.zip``."""
+    return os.path.join(save_dir, f"{env_id}_{variant}_{seed}")
+
+
 def evaluate(model: Any, env: Any, n_episodes: int) -> tuple[float, float]:
     """Deterministic evaluation on ``env``, with the model's observation statistics (if normalised), frozen."""
     train_norm = model.get_vec_normalize_env()
@@ -121,6 +127,8 @@ def curve_callback(env_id: str, variant: str, seed: int, every: int, normalize: 
 
     return Curve()
 
+
+EVAL_SEED = 10_000  # env seed of the final evaluation (and of recurrent_paired.py's)
 
 # --set keys that go to the recurrent policy's policy_kwargs
 RNN_KEYS = ("lstm_hidden_size", "n_lstm_layers", "rnn_type", "sequence_length", "burn_in", "shared_lstm")
@@ -178,7 +186,7 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=None, help="override the per-env budget")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument(
-        "--eval-seed", type=int, default=10_000, help="env seed of the final evaluation (the same episodes for every run)"
+        "--eval-seed", type=int, default=EVAL_SEED, help="env seed of the final evaluation (the same episodes for every run)"
     )
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
@@ -212,10 +220,10 @@ def main() -> None:
                 model.learn(timesteps, callback=curve)
                 elapsed = time.perf_counter() - start  # includes the curve's evaluations, if any
                 if args.save_dir:
-                    name = os.path.join(args.save_dir, f"{env_id}_{variant}_{seed}")
-                    model.save(name)
-                    if normalize:
-                        model.get_vec_normalize_env().save(name + "_vecnormalize.pkl")
+                    name = saved_name(args.save_dir, env_id, variant, seed)
+                    model.save(name + ".zip")
+                    if normalize:  # the project's pickle-free statistics file
+                        save_vec_normalize(model.get_vec_normalize_env(), name + "_vec_normalize.zip")
                 eval_env = make_env(env_id, variant, args.eval_seed, normalize, training=False)
                 mean, std = evaluate(model, eval_env, args.eval_episodes)
                 means.append(mean)

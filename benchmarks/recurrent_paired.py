@@ -11,18 +11,21 @@ import os
 
 import numpy as np
 import torch as th
-from recurrent import SETTINGS, make_env
+from recurrent import EVAL_SEED, SETTINGS, make_env, saved_name
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_sac_ext.common.persistence import load_vec_normalize
 
 
 def episode_returns(save_dir: str, env_id: str, variant: str, seed: int, n_episodes: int, eval_seed: int) -> np.ndarray:
     """Returns of ``n_episodes`` deterministic episodes of one saved model."""
-    name = os.path.join(save_dir, f"{env_id}_{variant}_{seed}")
+    name = saved_name(save_dir, env_id, variant, seed)
+    if not os.path.isfile(name + ".zip"):
+        raise SystemExit(f"{name}.zip does not exist: run benchmarks/recurrent.py --save-dir {save_dir} for it first")
     model = SETTINGS[env_id]["algo"].load(name + ".zip", device="cpu")
     env = make_env(env_id, variant, eval_seed)
-    if os.path.exists(name + "_vecnormalize.pkl"):
-        env = VecNormalize.load(name + "_vecnormalize.pkl", env)  # our own file, written by recurrent.py
+    if os.path.isfile(name + "_vec_normalize.zip"):
+        env = load_vec_normalize(name + "_vec_normalize.zip", env)  # pickle-free, frozen
         env.training, env.norm_reward = False, False
     returns, _ = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
     return np.asarray(returns, dtype=np.float64)
@@ -32,10 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--save-dir", required=True)
     parser.add_argument("--env", default="PendulumNoVel-v1", choices=list(SETTINGS))
-    parser.add_argument("--variants", nargs=2, default=["lstm", "framestack"])
+    parser.add_argument("--variants", nargs=2, default=["lstm", "framestack"], choices=["lstm", "mlp", "framestack"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=100)
-    parser.add_argument("--eval-seed", type=int, default=10_000, help="as recurrent.py's final evaluation")
+    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED, help="as recurrent.py's final evaluation")
     args = parser.parse_args()
     th.set_num_threads(1)
     first, second = (
