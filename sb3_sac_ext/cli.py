@@ -312,7 +312,7 @@ def enjoy(args: argparse.Namespace) -> int:
     return 0
 
 
-def play(model: Any, env: Any, n_steps: int, deterministic: bool = True) -> None:
+def _play(model: Any, env: Any, n_steps: int, deterministic: bool = True) -> None:
     """
     Reset ``env`` (a VecEnv) and step it ``n_steps`` times with the model's actions, carrying the RNN state of
     recurrent policies and the episode starts from one step to the next (as ``evaluate_policy`` does).
@@ -351,7 +351,7 @@ def _record_video(args: argparse.Namespace, model: Any, settings: dict[str, Any]
             video_length=args.video_length,
             name_prefix=f"{args.algo}-{args.env}",
         )
-        play(model, env, args.video_length + 1, deterministic=not args.stochastic)
+        _play(model, env, args.video_length + 1, deterministic=not args.stochastic)
         env.close()
     except Exception as e:  # rendering backends fail in many ways (no display, no pygame, ...)
         print(f"Video skipped: rendering failed ({type(e).__name__}: {e})")

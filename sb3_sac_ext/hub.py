@@ -354,7 +354,7 @@ def _make_eval_env(model: Any, env_id: str, eval_env: Any, render_mode: str | No
 
 def _record_video(model: Any, env_id: str, folder: pathlib.Path, video_length: int) -> pathlib.Path | None:
     """Record ``video_length`` steps into ``folder/replay.mp4``; ``None`` (with a warning saying why) when impossible."""
-    from sb3_sac_ext.cli import _video_skip_reason, play
+    from sb3_sac_ext.cli import _play, _video_skip_reason
 
     reason = _video_skip_reason()
     if reason is None:
@@ -370,7 +370,7 @@ def _record_video(model: Any, env_id: str, folder: pathlib.Path, video_length: i
                 video_length=video_length,
                 name_prefix="replay",
             )
-            play(model, env, video_length + 1, deterministic=True)
+            _play(model, env, video_length + 1, deterministic=True)
             env.close()
             videos = sorted(record_folder.glob("*.mp4"))
             if videos:
