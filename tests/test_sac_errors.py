@@ -9,9 +9,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from gymnasium import spaces
 
-from sb3_sac_ext import SAC
+from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, SB3SacExtError, UnsupportedSpaceError
 
 
@@ -34,17 +35,16 @@ HYPERPARAMETER_CASES = {
     "batch_size_zero": (dict(batch_size=0), "batch_size"),
     "batch_size_negative": (dict(batch_size=-4), "batch_size"),
     "batch_size_float": (dict(batch_size=32.0), "batch_size"),
-    "buffer_smaller_than_batch": (dict(buffer_size=10, batch_size=64), "buffer_size"),
-    "gamma_zero": (dict(gamma=0.0), "gamma"),
+    "buffer_size_negative": (dict(buffer_size=-1), "buffer_size"),
+    "gamma_negative": (dict(gamma=-0.1), "gamma"),
     "gamma_above_one": (dict(gamma=1.01), "gamma"),
     "gamma_nan": (dict(gamma=float("nan")), "gamma"),
-    "tau_zero": (dict(tau=0.0), "tau"),
+    "tau_negative": (dict(tau=-0.01), "tau"),
     "tau_above_one": (dict(tau=1.5), "tau"),
     "train_freq_zero": (dict(train_freq=0), "train_freq"),
     "train_freq_negative_tuple": (dict(train_freq=(-1, "step")), "train_freq"),
     "train_freq_bad_unit": (dict(train_freq=(1, "epoch")), "train_freq"),
-    "gradient_steps_zero": (dict(gradient_steps=0), "gradient_steps"),
-    "learning_starts_negative": (dict(learning_starts=-1), "learning_starts"),
+    "gradient_steps_float": (dict(gradient_steps=1.5), "gradient_steps"),
     "n_steps_zero": (dict(n_steps=0), "n_steps"),
     "policy_delay_zero": (dict(policy_delay=0), "policy_delay"),
     "target_update_interval_zero": (dict(target_update_interval=0), "target_update_interval"),
@@ -71,6 +71,8 @@ def test_bad_hyperparameter(case):
     with pytest.raises(InvalidHyperparameterError, match=needle) as info:
         SAC("MlpPolicy", "Pendulum-v1", **{"buffer_size": 1000, "batch_size": 64, **kwargs})
     assert isinstance(info.value, ValueError) and isinstance(info.value, SB3SacExtError)
+    # Code written against SB3, which asserts, catches it too
+    assert isinstance(info.value, AssertionError)
 
 
 def test_hyperparameters_checked_before_env_is_built():
@@ -84,8 +86,55 @@ def test_unsupported_action_space(case):
     action_space, needle = SPACE_CASES[case]
     with pytest.raises(UnsupportedSpaceError, match=needle) as info:
         SAC("MlpPolicy", SpaceEnv(action_space), buffer_size=1000)
-    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)
     assert "SAC" in str(info.value)
+
+
+def test_sb3_assert_handlers_catch_our_errors():
+    # SB3's own test: SAC on CartPole raises AssertionError (ours: UnsupportedSpaceError, also under python -O)
+    with pytest.raises(AssertionError, match="Discrete"):
+        SAC("MlpPolicy", "CartPole-v1")
+
+
+@pytest.mark.parametrize("algo", ["SAC", "DiscreteSAC"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        # SB3 samples with replacement: a buffer smaller than a batch is valid (SB3's own tests use 250 < 256)
+        dict(buffer_size=20, batch_size=64),
+        dict(buffer_size=0),
+        dict(gamma=0.0),
+        dict(learning_starts=-1),
+        dict(gradient_steps=-2),
+    ],
+    ids=["buffer_smaller_than_batch", "buffer_size_zero", "gamma_zero", "learning_starts_negative", "gradient_steps_negative"],
+)
+def test_settings_sb3_accepts_train(algo, case):
+    cls = SAC if algo == "SAC" else DiscreteSAC
+    env = "Pendulum-v1" if algo == "SAC" else "CartPole-v1"
+    model = cls("MlpPolicy", env, **{"learning_starts": 30, "policy_kwargs": dict(net_arch=[16]), **case})
+    model.learn(80)
+    assert model._n_updates > 0
+    assert all(th.isfinite(tensor).all() for tensor in model.policy.state_dict().values())
+
+
+@pytest.mark.parametrize("algo", ["SAC", "DiscreteSAC"])
+def test_tau_zero_freezes_target_and_gradient_steps_zero_only_collects(algo):
+    cls = SAC if algo == "SAC" else DiscreteSAC
+    env = "Pendulum-v1" if algo == "SAC" else "CartPole-v1"
+    model = cls("MlpPolicy", env, tau=0.0, learning_starts=30, policy_kwargs=dict(net_arch=[16]), seed=0)
+    target = {k: v.clone() for k, v in model.critic_target.state_dict().items()}
+    critic = {k: v.clone() for k, v in model.critic.state_dict().items()}
+    model.learn(80)
+    assert model._n_updates > 0
+    assert all(th.equal(target[k], v) for k, v in model.critic_target.state_dict().items())
+    assert not all(th.equal(critic[k], v) for k, v in model.critic.state_dict().items())
+
+    collector = cls("MlpPolicy", env, gradient_steps=0, learning_starts=10, policy_kwargs=dict(net_arch=[16]), seed=0)
+    weights = {k: v.clone() for k, v in collector.policy.state_dict().items()}
+    collector.learn(60)
+    assert collector.replay_buffer.size() == 60 and collector._n_updates == 0
+    assert all(th.equal(weights[k], v) for k, v in collector.policy.state_dict().items())
 
 
 def test_discrete_hint():
@@ -104,7 +153,9 @@ import numpy as np
 from gymnasium import spaces
 sys.path.insert(0, {tests_dir!r})
 from test_sac_errors import HYPERPARAMETER_CASES, SPACE_CASES, SpaceEnv
-from sb3_sac_ext import SAC
+import torch as th
+
+from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
 
 results = {{"asserts_enabled": __debug__}}
@@ -113,7 +164,7 @@ for name, (kwargs, needle) in HYPERPARAMETER_CASES.items():
         SAC("MlpPolicy", "Pendulum-v1", **{{"buffer_size": 1000, "batch_size": 64, **kwargs}})
         results[name] = "no error"
     except InvalidHyperparameterError as e:
-        results[name] = "ok" if needle in str(e) else "message lacks " + needle
+        results[name] = "ok" if needle in str(e) and isinstance(e, AssertionError) else "message lacks " + needle
     except Exception as e:
         results[name] = type(e).__name__
 for name, (space, needle) in SPACE_CASES.items():
@@ -121,7 +172,7 @@ for name, (space, needle) in SPACE_CASES.items():
         SAC("MlpPolicy", SpaceEnv(space), buffer_size=1000)
         results[name] = "no error"
     except UnsupportedSpaceError as e:
-        results[name] = "ok" if needle in str(e) else "message lacks " + needle
+        results[name] = "ok" if needle in str(e) and isinstance(e, AssertionError) else "message lacks " + needle
     except Exception as e:
         results[name] = type(e).__name__
 print(json.dumps(results))

@@ -90,6 +90,19 @@ def test_zoo_string_values():
     assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)
 
 
+def test_assigning_lr_schedule_sets_the_networks_that_follow_it():
+    # SB3 code (and SB3's own tests) freeze learning with ``model.lr_schedule = lambda _: 0.0``
+    model = tiny_sac(learning_starts=30, qf_learning_rate=1e-3, seed=0)
+    model.learn(40)
+    model.lr_schedule = lambda _: 0.0
+    actor = {k: v.clone() for k, v in model.actor.state_dict().items()}
+    model.train(gradient_steps=1, batch_size=32)
+    # The actor and the temperature follow learning_rate; the critics have their own schedule
+    assert model.actor.optimizer.param_groups[0]["lr"] == 0.0 and model.ent_coef_optimizer.param_groups[0]["lr"] == 0.0
+    assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert all(th.equal(actor[k], v) for k, v in model.actor.state_dict().items())
+
+
 @pytest.mark.parametrize("argument", ["learning_rate", "qf_learning_rate", "ent_coef_learning_rate"])
 @pytest.mark.parametrize("value", ["lin_", "foo_1e-3", "exp_1e-3", -1.0, float("nan"), [1e-3], True])
 def test_bad_learning_rate_raises(argument, value):

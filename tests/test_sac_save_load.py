@@ -192,3 +192,87 @@ def test_get_params_after_loading_sb3_zip(tmp_path):
     loaded = SAC.load(tmp_path / "sb3.zip", allow_pickle=True)
     params = loaded.get_params()
     assert (params["learning_rate"], params["gamma"], params["buffer_size"]) == (1e-3, 0.9, 500)
+
+
+def test_custom_objects_replace_only_saved_attributes(tmp_path):
+    # As SB3's load: a custom object replaces an attribute the file holds; a key the file lacks is ignored
+    model = tiny_sac(seed=0)
+    model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip", custom_objects=dict(learning_rate=2e-5, dummy=1.0))
+    assert loaded.learning_rate == 2e-5
+    assert not hasattr(loaded, "dummy")
+
+
+def test_set_parameters_incomplete_raises_as_sb3():
+    model = tiny_sac(seed=0)
+    model.learn(60)
+    params = model.get_parameters()
+    # An object missing: ValueError naming the expected objects
+    with pytest.raises(ValueError, match="do not match"):
+        model.set_parameters({k: v for k, v in params.items() if k != "ent_coef_optimizer"}, exact_match=True)
+    # Each state dict missing its last entry: torch's strict loading refuses the policy first, as with SB3
+    truncated = {name: dict(list(state.items())[:-1]) for name, state in params.items()}
+    with pytest.raises(RuntimeError, match="Missing key"):
+        model.set_parameters(truncated, exact_match=True)
+    # A complete policy with an optimizer state that lacks an entry: ValueError naming it, not KeyError
+    broken = {**params, "critic.optimizer": {"state": params["critic.optimizer"]["state"]}}
+    with pytest.raises(ValueError, match=r"critic\.optimizer"):
+        model.set_parameters(broken, exact_match=True)
+    # Nothing was half-loaded into the optimizers: the complete dict still loads
+    model.set_parameters(params, exact_match=True)
+
+
+@pytest.mark.parametrize("policy", ["MlpPolicy", "MultiInputPolicy"])
+def test_policy_file_loads_into_sb3_policy_class(tmp_path, policy):
+    # SB3's "Advanced saving and loading" example: model.policy.save(path), then SB3's own policy class loads it
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+    from stable_baselines3.sac import policies as sb3_policies
+
+    env = gym.make("Pendulum-v1") if policy == "MlpPolicy" else SimpleMultiObsEnv(random_start=False, discrete_actions=False)
+    model = SAC(policy, env, seed=0, **{**TINY, "learning_starts": 30})
+    model.learn(80)
+    model.policy.save(tmp_path / "policy.pth")
+    sb3_policy = getattr(sb3_policies, policy).load(tmp_path / "policy.pth")
+    assert type(sb3_policy) is getattr(sb3_policies, policy)
+    ours = type(model.policy).load(tmp_path / "policy.pth")
+
+    obs = env.observation_space.sample()
+    batch = {k: np.stack([env.observation_space[k].sample() for _ in range(8)]) for k in obs} if isinstance(obs, dict) else OBS
+    expected = model.predict(batch, deterministic=True)[0]
+    np.testing.assert_array_equal(sb3_policy.predict(batch, deterministic=True)[0], expected)
+    np.testing.assert_array_equal(ours.predict(batch, deterministic=True)[0], expected)
+    obs_tensor = model.policy.obs_to_tensor(batch)[0]
+    actions = th.as_tensor(expected)
+    with th.no_grad():
+        for network in ("critic", "critic_target"):
+            expected_q = getattr(model.policy, network)(obs_tensor, actions)
+            for q_sb3, q_ours in zip(getattr(sb3_policy, network)(obs_tensor, actions), expected_q, strict=True):
+                # The ensemble's batched matmul and SB3's per-critic Linear layers round differently (ulps)
+                assert th.allclose(q_sb3, q_ours, atol=1e-5), network
+    assert_state_dicts_equal(model.policy.state_dict(), ours.state_dict(), "policy")
+
+
+def test_sb3_docs_advanced_saving_example(tmp_path, monkeypatch):
+    # SB3's documentation example "Advanced Saving and Loading", with the import of SAC changed and short budgets
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.sac.policies import MlpPolicy
+
+    monkeypatch.chdir(tmp_path)
+    model = SAC("MlpPolicy", "Pendulum-v1", verbose=0, learning_rate=1e-3, learning_starts=50, buffer_size=1000)
+    model.learn(total_timesteps=200)
+    model.save("sac_pendulum")
+    loaded_model = SAC.load("sac_pendulum")
+    assert loaded_model.replay_buffer.size() == 0
+    model.save_replay_buffer("sac_replay_buffer")
+    loaded_model.load_replay_buffer("sac_replay_buffer")
+    assert loaded_model.replay_buffer.size() == 200
+    loaded_model.set_env(model.get_env())
+    loaded_model.learn(100, reset_num_timesteps=False)
+
+    policy = model.policy
+    policy.save("sac_policy_pendulum")
+    env = model.get_env()
+    mean_reward, _ = evaluate_policy(policy, env, n_eval_episodes=1, deterministic=True)
+    saved_policy = MlpPolicy.load("sac_policy_pendulum")
+    mean_reward_loaded, _ = evaluate_policy(saved_policy, env, n_eval_episodes=1, deterministic=True)
+    assert np.isfinite(mean_reward) and np.isfinite(mean_reward_loaded)

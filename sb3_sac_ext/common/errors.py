@@ -4,6 +4,10 @@ Typed errors raised by sb3-sac-ext.
 Every error a user can trigger with bad input or a bad file is a subclass of ``ValueError``
 (so ``except ValueError`` keeps working) and of :class:`SB3SacExtError` (to catch ours only).
 They are raised explicitly, never through ``assert``, so they also hold under ``python -O``.
+
+Where Stable-Baselines3 rejects the same input with ``assert`` (an unsupported action space, for example),
+our error is also an ``AssertionError``: code and tests written against SB3 that catch ``AssertionError``
+keep working, and unlike SB3's check, ours still runs under ``python -O``.
 """
 
 
@@ -11,12 +15,18 @@ class SB3SacExtError(Exception):
     """Base class of every error raised on purpose by sb3-sac-ext."""
 
 
-class InvalidHyperparameterError(SB3SacExtError, ValueError):
-    """A constructor argument or hyperparameter has an invalid value."""
+class InvalidHyperparameterError(SB3SacExtError, ValueError, AssertionError):
+    """
+    A constructor argument or hyperparameter has an invalid value. Also an ``AssertionError``, which is what
+    SB3 raises for the arguments it checks with ``assert``.
+    """
 
 
-class UnsupportedSpaceError(SB3SacExtError, ValueError):
-    """The observation or action space is not supported by the algorithm."""
+class UnsupportedSpaceError(SB3SacExtError, ValueError, AssertionError):
+    """
+    The observation or action space is not supported by the algorithm. Also an ``AssertionError``, which is
+    what SB3 raises (``supported_action_spaces``), so ``except AssertionError`` written for SB3 catches it.
+    """
 
 
 class NonFiniteError(SB3SacExtError, ValueError):

@@ -71,6 +71,7 @@ from sb3_sac_ext.common.errors import (
     ModelFileError,
     NonFiniteError,
     PickleNotAllowedError,
+    SB3SacExtError,
     UntrustedImportError,
     WrongAlgorithmError,
 )
@@ -877,10 +878,9 @@ def read_model_file(
         if not isinstance(raw_data, dict):
             raise CorruptedFileError(f"{container.name}: data.json is not a JSON object")
         decoder = Decoder(f"{container.name} (data.json)", allow_pickle)
+        # As SB3's load: custom_objects replace attributes the file holds; a key the file lacks is ignored
         custom_objects = custom_objects or {}
         data = {key: custom_objects[key] if key in custom_objects else decoder(value, key) for key, value in raw_data.items()}
-        for key, value in custom_objects.items():
-            data.setdefault(key, value)
         return data, tree["params"], tree.get("pytorch_variables") or {}
     finally:
         container.zip.close()
@@ -929,7 +929,7 @@ def load_model(
             raise PickleNotAllowedError(f"{name} is a Stable-Baselines3 zip, which this class cannot load")
         try:
             return sb3_load(path)
-        except ModelFileError:
+        except SB3SacExtError:  # ours are typed already (some are also AssertionErrors, as SB3's checks)
             raise
         except (
             zipfile.BadZipFile,

@@ -21,8 +21,18 @@ from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.schedules import BaseSchedule, make_schedule
 from sb3_sac_ext.common.validation import check_common_args
 
+# Where get_parameters()/set_parameters() find the optimizers (as in SB3's SAC)
+_OPTIMIZER_ATTRIBUTES = ("actor.optimizer", "critic.optimizer", "ent_coef_optimizer")
 # Optimizer name -> hyperparameter that holds its learning rate (``None`` falls back to ``learning_rate``)
 LEARNING_RATE_ARGS = {"actor": "learning_rate", "critic": "qf_learning_rate", "ent_coef": "ent_coef_learning_rate"}
+
+
+def is_optimizer_state(state: Any) -> bool:
+    """
+    :param state: A value of a ``get_parameters()`` dict
+    :return: Whether it is a complete ``optimizer.state_dict()`` (a dict with ``state`` and ``param_groups``)
+    """
+    return isinstance(state, dict) and isinstance(state.get("state"), dict) and isinstance(state.get("param_groups"), list)
 
 
 def bf16_is_fast(device: th.device) -> bool:
@@ -126,12 +136,22 @@ class SoftOffPolicyMixin(EstimatorMixin):
         super().set_random_seed(seed)  # type: ignore[misc]
 
     def _setup_schedules(self) -> None:
-        """Build one schedule per optimizer from ``learning_rate``, ``qf_learning_rate``, ``ent_coef_learning_rate``."""
+        """Build the schedules from ``learning_rate``, ``qf_learning_rate`` and ``ent_coef_learning_rate``."""
         self.lr_schedule = make_schedule(self.learning_rate, "learning_rate")
-        self.lr_schedules: dict[str, BaseSchedule] = {}
+        self._own_lr_schedules: dict[str, BaseSchedule] = {}
         for name, arg in LEARNING_RATE_ARGS.items():
             value = getattr(self, arg)
-            self.lr_schedules[name] = self.lr_schedule if value is None else make_schedule(value, arg)
+            if name != "actor" and value is not None:
+                self._own_lr_schedules[name] = make_schedule(value, arg)
+
+    @property
+    def lr_schedules(self) -> dict[str, Any]:
+        """
+        One schedule per optimizer (``actor``, ``critic``, ``ent_coef``). The actor's, and that of every network
+        without its own learning-rate argument, is ``lr_schedule`` as it is now: code written for SB3 that assigns
+        ``model.lr_schedule`` changes them, as it changes every optimizer in SB3.
+        """
+        return {name: self._own_lr_schedules.get(name, self.lr_schedule) for name in LEARNING_RATE_ARGS}
 
     def _apply_hot_params(self) -> None:
         """Re-derive what depends on hyperparameters changed in place by ``set_params``."""
@@ -602,7 +622,21 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 path = None
             if path is not None and persistence._is_our_format(path):
                 load_path_or_dict = persistence.read_parameters(path, type(self), device)
-        super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)  # type: ignore[misc]
+        try:
+            super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)  # type: ignore[misc]
+        except KeyError as e:
+            # torch's Optimizer.load_state_dict indexes the dict it is given: name the entry instead of a bare KeyError
+            malformed = [
+                name
+                for name, state in (load_path_or_dict.items() if isinstance(load_path_or_dict, dict) else ())
+                if name in _OPTIMIZER_ATTRIBUTES and not is_optimizer_state(state)
+            ]
+            if not malformed:
+                raise
+            raise ValueError(
+                f"Cannot load the parameters: {', '.join(malformed)} is not a complete optimizer state dict (missing "
+                f"{e}); pass what optimizer.state_dict() returns, with its 'state' and 'param_groups'"
+            ) from e
 
     # ----------------------------------------------------------------- input checks
 
@@ -649,7 +683,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
             "critic",
             "critic_target",
             "temperature",
-            "lr_schedules",
+            "_own_lr_schedules",
             "_train_logs",
             "_init_env",
             "batch_norm_stats",

@@ -32,9 +32,9 @@ def check_int(name: str, value: Any, minimum: int) -> None:
 
 
 def check_unit_interval(name: str, value: Any) -> None:
-    """Raise unless ``0 < value <= 1``."""
-    if not _is_number(value) or not 0.0 < float(value) <= 1.0:
-        raise InvalidHyperparameterError(f"{name} must be a number in (0, 1], got {value!r}")
+    """Raise unless ``0 <= value <= 1`` (SB3 accepts both ends: ``tau=0`` freezes the target, ``gamma=0`` is myopic)."""
+    if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidHyperparameterError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 def check_train_freq(train_freq: Any) -> None:
@@ -68,20 +68,24 @@ def check_common_args(
     objective: Any,
     precision: Any,
 ) -> None:
-    """Validate the constructor arguments SAC and DiscreteSAC share; see the class docstrings."""
+    """
+    Validate the constructor arguments SAC and DiscreteSAC share; see the class docstrings.
+
+    Only what SB3 rejects, or what cannot run, is rejected: SB3 accepts ``buffer_size < batch_size`` (it samples
+    with replacement), ``buffer_size=0`` (a buffer of one transition), ``tau=0`` (a frozen target), ``gamma=0``,
+    ``gradient_steps=0`` (collect without training), any negative ``gradient_steps`` (as many as env steps
+    collected) and any ``learning_starts``, and its users rely on that.
+    """
     check_int("batch_size", batch_size, 1)
-    check_int("buffer_size", buffer_size, 1)
-    if buffer_size < batch_size:
-        raise InvalidHyperparameterError(
-            f"buffer_size ({buffer_size}) must be >= batch_size ({batch_size}): a batch is sampled from the buffer"
-        )
-    check_int("learning_starts", learning_starts, 0)
+    check_int("buffer_size", buffer_size, 0)
+    # Any integer, as in SB3: a negative value trains from the first step, like 0
+    check_int("learning_starts", learning_starts, -(2**63))
     check_unit_interval("gamma", gamma)
     check_unit_interval("tau", tau)
     check_train_freq(train_freq)
-    if not _is_int(gradient_steps) or (gradient_steps < 1 and gradient_steps != -1):
+    if not _is_int(gradient_steps):
         raise InvalidHyperparameterError(
-            f"gradient_steps must be a positive integer, or -1 (as many as env steps collected), got {gradient_steps!r}"
+            f"gradient_steps must be an integer (-1: as many as env steps collected, 0: no training), got {gradient_steps!r}"
         )
     check_int("n_steps", n_steps, 1)
     check_int("target_update_interval", target_update_interval, 1)

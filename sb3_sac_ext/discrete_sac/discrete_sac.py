@@ -139,11 +139,12 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :param learning_starts: How many steps of the model to collect transitions for before learning starts
         (actions are uniformly random until then)
     :param batch_size: Minibatch size for each gradient update
-    :param tau: The soft update coefficient ("Polyak update", in (0, 1]; 1.0 for hard updates)
-    :param gamma: The discount factor, in (0, 1]
+    :param tau: The soft update coefficient ("Polyak update", in [0, 1]; 1.0 for hard updates, 0 freezes the target)
+    :param gamma: The discount factor, in [0, 1]
     :param train_freq: Update the model every ``train_freq`` steps, or a tuple such as ``(5, "step")``
         or ``(2, "episode")``
-    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as env steps collected)
+    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as env steps collected,
+        ``0``: collect without training)
     :param replay_buffer_class: Replay buffer class to use
     :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation
     :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer

@@ -151,6 +151,33 @@ def convert_sb3_critic_state_dict(state_dict: dict[str, th.Tensor]) -> dict[str,
     return converted
 
 
+_ENSEMBLE_KEY = re.compile(r"^(?P<prefix>.*)qf\.(?P<kind>weights|biases)\.(?P<layer>\d+)$")
+
+
+def to_sb3_critic_state_dict(state_dict: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+    """
+    The inverse of :func:`convert_sb3_critic_state_dict`: the ensemble layout (``qf.weights.0``, ...) back to SB3's
+    per-critic ``nn.Sequential`` layout (``qf0.0.weight``, ``qf1.2.bias``, ...). Keys that are not critic layers
+    pass unchanged.
+
+    :param state_dict: A state dict of :class:`EnsembleContinuousCritic`, or of a policy holding one
+    :return: The state dict in SB3's layout, loadable by SB3's ``ContinuousCritic`` / ``SACPolicy``
+    """
+    converted: dict[str, th.Tensor] = {}
+    for key, value in state_dict.items():
+        match = _ENSEMBLE_KEY.match(key)
+        if match is None:
+            converted[key] = value
+            continue
+        kind = "weight" if match["kind"] == "weights" else "bias"
+        for member, tensor in enumerate(value.unbind(0)):
+            # nn.Sequential(Linear, act, Linear, act, Linear): linear layer l is module 2 * l
+            converted[f"{match['prefix']}qf{member}.{2 * int(match['layer'])}.{kind}"] = (
+                tensor.squeeze(0) if kind == "bias" else tensor
+            ).clone()
+    return converted
+
+
 def _in_ensemble_layout(state_dict: dict[str, Any], n_params: int | None) -> bool:
     """
     Whether a critic optimizer state is already in the ensemble layout. The last parameter is the last critic's
@@ -260,6 +287,17 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
         # Accept SB3's per-critic layout too (models saved by stable_baselines3.SAC)
         return super().load_state_dict(convert_sb3_critic_state_dict(dict(state_dict)), strict=strict, assign=assign)
 
+    def save(self, path: str) -> None:
+        """
+        Save the policy alone, as SB3's ``BasePolicy.save`` does (weights and constructor arguments), with the
+        critics in SB3's per-critic layout: the file loads with SB3's ``stable_baselines3.sac.policies.MlpPolicy.load``
+        and acts the same, and with this class's ``load``. Like SB3's policy files, it is a ``torch.save`` pickle:
+        the safe, pickle-free file is the model's (``SAC.save``).
+
+        :param path: Path of the file
+        """
+        th.save({"state_dict": to_sb3_critic_state_dict(self.state_dict()), "data": self._get_constructor_parameters()}, path)
+
 
 MlpPolicy = SACPolicy
 
@@ -290,4 +328,5 @@ __all__ = [
     "SquashedGaussianActor",
     "convert_sb3_critic_optimizer_state",
     "convert_sb3_critic_state_dict",
+    "to_sb3_critic_state_dict",
 ]

@@ -12,7 +12,7 @@ from stable_baselines3.sac import policies as sb3_sac_policies
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.entropy import parse_ent_coef
-from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin
+from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin, is_optimizer_state
 from sb3_sac_ext.common.validation import check_action_space
 from sb3_sac_ext.sac.policies import (
     CnnPolicy,
@@ -56,11 +56,12 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :param buffer_size: Size of the replay buffer
     :param learning_starts: How many steps of the model to collect transitions for before learning starts
     :param batch_size: Minibatch size for each gradient update
-    :param tau: The soft update coefficient ("Polyak update", in (0, 1])
-    :param gamma: The discount factor, in (0, 1]
+    :param tau: The soft update coefficient ("Polyak update", in [0, 1]; 0 freezes the target)
+    :param gamma: The discount factor, in [0, 1]
     :param train_freq: Update the model every ``train_freq`` steps, or a tuple such as ``(5, "step")``
         or ``(2, "episode")``
-    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as env steps collected)
+    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as env steps collected,
+        ``0``: collect without training)
     :param action_noise: The action noise type (None by default)
     :param replay_buffer_class: Replay buffer class to use (for instance ``HerReplayBuffer``)
     :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation
@@ -264,8 +265,9 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         self._record_train_logs({f"train/{key}": values for key, values in logs.items()})
 
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
-        # Parameters saved by stable_baselines3.SAC keep one optimizer state per critic: stack them
-        if isinstance(load_path_or_dict, dict) and "critic.optimizer" in load_path_or_dict:
+        # Parameters saved by stable_baselines3.SAC keep one optimizer state per critic: stack them. A malformed
+        # state is left to torch, which raises as it does for SB3 (see SoftOffPolicyMixin.set_parameters)
+        if isinstance(load_path_or_dict, dict) and is_optimizer_state(load_path_or_dict.get("critic.optimizer")):
             load_path_or_dict = dict(load_path_or_dict)
             load_path_or_dict["critic.optimizer"] = convert_sb3_critic_optimizer_state(
                 load_path_or_dict["critic.optimizer"],
@@ -283,7 +285,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
                 ("ent_coef_optimizer", self.ent_coef_optimizer),
             ):
                 state = load_path_or_dict.get(name)
-                if optimizer is not None and isinstance(state, dict) and "param_groups" in state:
+                if optimizer is not None and is_optimizer_state(state):
                     flags = {key: optimizer.defaults[key] for key in ("fused", "foreach") if key in optimizer.defaults}
                     groups = [{**group, **flags} for group in state["param_groups"]]
                     load_path_or_dict[name] = {**state, "param_groups": groups}
