@@ -29,6 +29,10 @@ class UnsupportedSpaceError(SB3SacExtError, ValueError, AssertionError):
     """
 
 
+class UnknownAlgorithmError(SB3SacExtError, ValueError):
+    """An algorithm name, RL Zoo key or class that is not one of :data:`sb3_sac_ext.registry.ALGORITHMS`."""
+
+
 class NonFiniteError(SB3SacExtError, ValueError):
     """A NaN or infinite value was found in an observation, a reward or a loss."""
 
@@ -131,6 +135,7 @@ __all__ = [
     "NonFiniteError",
     "PickleNotAllowedError",
     "SB3SacExtError",
+    "UnknownAlgorithmError",
     "UnsupportedSpaceError",
     "UntrustedImportError",
     "WrongAlgorithmError",
