@@ -354,7 +354,8 @@ def _make_eval_env(model: Any, env_id: str, eval_env: Any, render_mode: str | No
 
 def _record_video(model: Any, env_id: str, folder: pathlib.Path, video_length: int) -> pathlib.Path | None:
     """Record ``video_length`` steps into ``folder/replay.mp4``; ``None`` (with a warning saying why) when impossible."""
-    from sb3_sac_ext.cli import _play, _video_skip_reason
+    from sb3_sac_ext.experiment import play as _play
+    from sb3_sac_ext.experiment import video_skip_reason as _video_skip_reason
 
     reason = _video_skip_reason()
     if reason is None:
@@ -968,9 +969,10 @@ def push_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-pickle", action="store_true", help="read a pickled vecnormalize.pkl next to the model")
     args = parser.parse_args(argv)
     try:
-        from sb3_sac_ext.cli import get_algorithm, run_dir
+        from sb3_sac_ext.experiment import run_dir
+        from sb3_sac_ext.registry import get_algorithm
 
-        algo_class = get_algorithm(args.algo)
+        algo_class = get_algorithm(args.algo).cls
         model_path = (
             pathlib.Path(args.model)
             if args.model

@@ -166,7 +166,7 @@ def _packaged_entries() -> list[tuple[str, str]]:
 def test_every_packaged_preset_builds_a_model(file_stem, entry):
     """Each entry of the shipped YAML files (hyperparams/*.yml) builds its model and predicts on its env."""
     from sb3_sac_ext import SAC, DiscreteSAC
-    from sb3_sac_ext.cli import check_env_id, make_env
+    from sb3_sac_ext.experiment import check_env_id, make_env
     from sb3_sac_ext.common.errors import SB3SacExtError
     from sb3_sac_ext.config import HYPERPARAMS_DIR, prepare_model_kwargs
 

@@ -153,7 +153,7 @@ def test_unsupported_settings_raise(kwargs, match):
 
 def test_play_carries_state_and_episode_starts():
     """The replay loop of `enjoy --video` and of Hub pushes carries the RNN state and episode starts like evaluate_policy."""
-    from sb3_sac_ext.cli import _play as play
+    from sb3_sac_ext.experiment import play
 
     model = make_model(SAC, n_envs=2)  # Pendulum cut at 12 steps: both envs restart after steps 12 and 24, only there
     calls = []

@@ -412,13 +412,13 @@ class Objective:
     """
 
     def __init__(self, config: TuneConfig, study: Any):
-        from sb3_sac_ext.cli import get_algorithm
+        from sb3_sac_ext.registry import get_algorithm
         from sb3_sac_ext.config import get_hyperparams, prepare_model_kwargs
         from sb3_sac_ext.tuning.samplers import HYPERPARAMS_SAMPLER
 
         self.config = config
         self.study = study
-        self.algo_class = get_algorithm(config.algo)
+        self.algo_class = get_algorithm(config.algo).cls
         self.sampler = HYPERPARAMS_SAMPLER[config.algo]
         try:
             entry = get_hyperparams(config.algo, config.env_id, config.hyperparams_file)
@@ -510,7 +510,7 @@ class Objective:
         from stable_baselines3.common.evaluation import evaluate_policy
         from stable_baselines3.common.vec_env import sync_envs_normalization
 
-        from sb3_sac_ext.cli import make_env
+        from sb3_sac_ext.experiment import make_env
 
         kwargs = dict(model_kwargs)
         policy = kwargs.pop("policy", "MlpPolicy")
@@ -589,7 +589,8 @@ def run_tuning(config: TuneConfig) -> int:
     :param config: Tuning settings
     :return: Exit status: 0, 1 when no trial completed, 130 when interrupted
     """
-    from sb3_sac_ext.cli import check_env_id, get_algorithm
+    from sb3_sac_ext.experiment import check_env_id
+    from sb3_sac_ext.registry import get_algorithm
 
     require_optuna()
     get_algorithm(config.algo)
