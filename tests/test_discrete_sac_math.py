@@ -12,7 +12,7 @@ import torch as th
 
 from sb3_sac_ext import DiscreteSAC
 from sb3_sac_ext.common.entropy import EntropyTemperature
-from sb3_sac_ext.discrete_sac.discrete_sac import (
+from sb3_sac_ext.discrete_sac.losses import (
     actor_loss,
     critic_loss,
     critic_target,

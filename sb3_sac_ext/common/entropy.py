@@ -79,4 +79,17 @@ class EntropyTemperature:
         """
         if self.log_ent_coef is None:
             return None
-        return -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
+        return temperature_loss(self.log_ent_coef, log_prob, self.target_entropy)
+
+
+def temperature_loss(log_ent_coef: th.Tensor, log_prob: th.Tensor, target_entropy: float) -> th.Tensor:
+    """
+    The temperature loss ``-mean(log(alpha) * (log pi + target_entropy))`` (eq. 18, in log space), shared by SAC
+    (sampled ``log pi(a|s)``) and DiscreteSAC (the exact ``sum_a pi(a|s) log pi(a|s)``).
+
+    :param log_ent_coef: ``log(alpha)``, the learned parameter
+    :param log_prob: ``log pi`` of the batch; no gradient flows into it
+    :param target_entropy: The entropy the tuning aims for
+    :return: Scalar loss
+    """
+    return -(log_ent_coef * (log_prob.detach() + target_entropy)).mean()

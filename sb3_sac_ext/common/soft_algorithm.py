@@ -17,8 +17,13 @@ from stable_baselines3.common.utils import update_learning_rate
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError
+from sb3_sac_ext.common import training
 from sb3_sac_ext.common.estimator import EstimatorMixin
+from sb3_sac_ext.common.recurrent import rollout
+from sb3_sac_ext.common.recurrent.batch import SequenceBatches
+from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
 from sb3_sac_ext.common.schedules import BaseSchedule, make_schedule
+from sb3_sac_ext.common.training import FeedForwardBatches
 from sb3_sac_ext.common.validation import check_common_args
 
 # Where get_parameters()/set_parameters() find the optimizers (as in SB3's SAC)
@@ -110,9 +115,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 "use n_steps=1"
             )
         if self._is_recurrent:  # type: ignore[attr-defined]
-            from sb3_sac_ext.common.recurrent.training import configure_recurrent
-
-            configure_recurrent(self)
+            rollout.configure_recurrent(self)
+        # The batch source of the one training loop: SB3's samples, or recurrent sequences turned into transitions
+        self._batches = SequenceBatches() if self._is_recurrent else FeedForwardBatches()
         self._distributed: distributed.DistributedState | None = distributed.setup(self)
         super()._setup_model()  # type: ignore[misc]
         self._create_aliases()
@@ -260,21 +265,17 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     @property
     def _is_recurrent(self) -> bool:
-        """Whether the policy declares itself recurrent (sequence buffer and recurrent training path, issue 8)."""
-        from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
-
+        """Whether the policy declares itself recurrent (sequence replay buffer, sequence batches)."""
         return is_recurrent_policy(getattr(self, "policy_class", None))
 
-    def _optimizer_step(self, name: str, loss: th.Tensor) -> None:
-        """
-        The one place where every optimizer step happens: zero the gradients, backpropagate ``loss``,
-        average the gradients across ranks (data-parallel training), clip by global norm (``max_grad_norm``),
-        step. No host synchronisation. See :meth:`_optimizer_steps`.
+    @property
+    def _minimize(self) -> bool:
+        """Whether rewards are costs (``objective="minimize"``)."""
+        return self.objective == "minimize"
 
-        :param name: ``"actor"``, ``"critic"`` or ``"ent_coef"``
-        :param loss: Scalar loss of that network
-        """
-        self._optimizer_steps([(name, loss)])
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """The update of both algorithms: see :func:`sb3_sac_ext.common.training.train`."""
+        training.train(self, gradient_steps, batch_size)
 
     def _optimizer_steps(self, steps: list[tuple[str, th.Tensor]]) -> None:
         """
@@ -660,20 +661,16 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
         check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
         if self._is_recurrent:
-            from sb3_sac_ext.common.recurrent import training
-
-            training.before_store(self, replay_buffer)
+            rollout.before_store(self, replay_buffer)
             super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
-            training.after_store(self, dones, infos)
+            rollout.after_store(self, dones, infos)
             return
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> Any:
         # Recurrent policies carry the actor's RNN state per env through the rollout
         if self._is_recurrent:
-            from sb3_sac_ext.common.recurrent import training
-
-            return training.sample_action(self, learning_starts, action_noise, n_envs)
+            return rollout.sample_action(self, learning_starts, action_noise, n_envs)
         return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
 
     def _excluded_save_params(self) -> list[str]:
@@ -695,6 +692,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
             "distributed",
             "_distributed",
             "_last_lstm_states",
+            "_batches",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

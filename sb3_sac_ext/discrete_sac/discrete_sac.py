@@ -8,10 +8,11 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from torch.nn import functional as F
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
 from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin
+from sb3_sac_ext.common.training import TransitionBatch
+from sb3_sac_ext.discrete_sac import losses
 from sb3_sac_ext.common.validation import check_action_space
 from sb3_sac_ext.discrete_sac.policies import (
     CategoricalActor,
@@ -24,96 +25,6 @@ from sb3_sac_ext.discrete_sac.policies import (
 from sb3_sac_ext.discrete_sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
 SelfDiscreteSAC = TypeVar("SelfDiscreteSAC", bound="DiscreteSAC")
-
-
-# Loss math of Christodoulou 2019 (https://arxiv.org/abs/1910.07207, section 4): with a finite action set, the
-# policy's distribution pi(.|s) is a vector, so every expectation over actions is computed exactly as a sum
-# (no sampling, no reparameterisation). Shape suffixes: K critics, B batch, A actions.
-
-
-def soft_state_value(
-    q_KBA: th.Tensor, probs_BA: th.Tensor, log_probs_BA: th.Tensor, ent_coef: th.Tensor | float, minimize: bool = False
-) -> th.Tensor:
-    """
-    Soft state value ``V(s) = pi(s)^T [min_k Q_k(s) - alpha log pi(s)]`` (the paper's soft value for discrete
-    actions, pessimistic over the critics). With ``minimize`` (rewards are costs) it is
-    ``pi(s)^T [max_k Q_k(s) + alpha log pi(s)]``.
-
-    :param q_KBA: Q-values of every critic for every action, shape ``(n_critics, batch, n_actions)``
-    :param probs_BA: ``pi(a|s)``, shape ``(batch, n_actions)``
-    :param log_probs_BA: ``log pi(a|s)``, shape ``(batch, n_actions)``
-    :param ent_coef: The temperature alpha
-    :param minimize: Whether rewards are costs
-    :return: ``v_B``, shape ``(batch,)``
-    """
-    if q_KBA.dim() != 3 or q_KBA.shape[1:] != probs_BA.shape or probs_BA.shape != log_probs_BA.shape:
-        raise ValueError(
-            f"Expected q_KBA (K, B, A) and probs_BA, log_probs_BA (B, A), got {tuple(q_KBA.shape)}, "
-            f"{tuple(probs_BA.shape)}, {tuple(log_probs_BA.shape)}"
-        )
-    if minimize:
-        return (probs_BA * (q_KBA.max(dim=0).values + ent_coef * log_probs_BA)).sum(dim=-1)
-    return (probs_BA * (q_KBA.min(dim=0).values - ent_coef * log_probs_BA)).sum(dim=-1)
-
-
-def critic_target(rewards_B1: th.Tensor, dones_B1: th.Tensor, discounts: th.Tensor | float, next_v_B: th.Tensor) -> th.Tensor:
-    """
-    Soft Bellman target ``y = r + gamma * (1 - done) * V(s')``.
-
-    :param rewards_B1: Rewards, shape ``(batch, 1)``
-    :param dones_B1: Episode ended (not truncated), shape ``(batch, 1)``
-    :param discounts: ``gamma`` (``gamma ** n`` per sample for n-step returns, shape ``(batch, 1)``)
-    :param next_v_B: Soft value of the next state from the target critics, shape ``(batch,)``
-    :return: ``y_B1``, shape ``(batch, 1)``
-    """
-    return rewards_B1 + (1 - dones_B1) * discounts * next_v_B.unsqueeze(-1)
-
-
-def critic_loss(q_KBA: th.Tensor, actions_B1: th.Tensor, target_B1: th.Tensor) -> th.Tensor:
-    """
-    ``0.5 * sum_k mean_b (Q_k(s_b, a_b) - y_b)^2``: the same scaling as SB3's SAC critic loss.
-
-    :param q_KBA: Q-values of every critic for every action, shape ``(n_critics, batch, n_actions)``
-    :param actions_B1: Actions taken (indices), shape ``(batch, 1)``
-    :param target_B1: Targets, shape ``(batch, 1)``, without gradient
-    :return: Scalar loss
-    """
-    n_critics = q_KBA.shape[0]
-    index_KB1 = actions_B1.long().unsqueeze(0).expand(n_critics, -1, -1)
-    q_taken_KB1 = q_KBA.gather(dim=2, index=index_KB1)
-    return 0.5 * n_critics * F.mse_loss(q_taken_KB1, target_B1.expand_as(q_taken_KB1))
-
-
-def actor_loss(
-    q_KBA: th.Tensor, probs_BA: th.Tensor, log_probs_BA: th.Tensor, ent_coef: th.Tensor | float, minimize: bool = False
-) -> th.Tensor:
-    """
-    Policy loss ``J_pi = E_s[pi(s)^T (alpha log pi(s) - min_k Q_k(s))]``, i.e. ``-V(s)`` of
-    :func:`soft_state_value` averaged over the batch;
-    with ``minimize`` it is ``E_s[pi(s)^T (alpha log pi(s) + max_k Q_k(s))]``.
-    ``q_KBA`` must carry no gradient (the actor loss does not train the critics).
-
-    :param q_KBA: Q-values of the online critics, shape ``(n_critics, batch, n_actions)``, without gradient
-    :param probs_BA: ``pi(a|s)`` with gradient, shape ``(batch, n_actions)``
-    :param log_probs_BA: ``log pi(a|s)`` with gradient, shape ``(batch, n_actions)``
-    :param ent_coef: The temperature alpha (no gradient)
-    :param minimize: Whether rewards are costs
-    :return: Scalar loss
-    """
-    value_B = soft_state_value(q_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
-    return (value_B if minimize else -value_B).mean()
-
-
-def negative_entropy(probs_BA: th.Tensor, log_probs_BA: th.Tensor) -> th.Tensor:
-    """
-    ``sum_a pi(a|s) log pi(a|s) = -H(pi(.|s))``, the exact expectation of ``log pi`` that the temperature loss
-    ``-log(alpha) * (E[log pi] + target_entropy)`` uses in place of a sampled ``log pi(a|s)``.
-
-    :param probs_BA: ``pi(a|s)``, shape ``(batch, n_actions)``
-    :param log_probs_BA: ``log pi(a|s)``, shape ``(batch, n_actions)``
-    :return: ``neg_entropy_B``, shape ``(batch,)``
-    """
-    return (probs_BA * log_probs_BA).sum(dim=-1)
 
 
 class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
@@ -182,7 +93,7 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
-        # Recurrent policies (issue 8): sequence replay buffer and recurrent training path
+        # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,
         "MultiInputLstmPolicy": MultiInputLstmPolicy,
@@ -284,59 +195,29 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         # target_entropy_scale * log(n_actions): a fraction of the maximum entropy (Christodoulou 2019 uses 0.98)
         return self.target_entropy_scale * math.log(int(self.action_space.n))  # type: ignore[union-attr]
 
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        if self._is_recurrent:
-            from sb3_sac_ext.common.recurrent.training import train_discrete_sac
+    # The update rule, called by the one training loop (sb3_sac_ext.common.training.train) on a TransitionBatch
 
-            return train_discrete_sac(self, gradient_steps, batch_size)
-        self.policy.set_training_mode(True)
-        self._update_learning_rates()
-        minimize = self.objective == "minimize"
-        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("critic_loss", "actor_loss", "ent_coef", "ent_coef_loss")}
+    def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> th.Tensor:
+        """``y = r + gamma (1 - done) pi(s')^T [min_k Q_targ_k(s') - alpha log pi(s')]`` (no gradient)."""
+        next_probs_BA, next_log_probs_BA = self.actor.action_probs(batch.actor_next_obs)
+        next_q_KBA = self.critic_target.q_values(batch.target_next_obs).float()
+        next_v_B = losses.soft_state_value(next_q_KBA, next_probs_BA, next_log_probs_BA, ent_coef, self._minimize)
+        return losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B)
 
-        for gradient_step in range(gradient_steps):
-            update_index = self._n_updates + gradient_step
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            # For n-step replay, the discount is gamma ** n (when the episode did not end before)
-            discounts = data.discounts if data.discounts is not None else self.gamma
-            ent_coef = self.temperature.value
+    def _critic_loss(self, batch: TransitionBatch, target_B1: th.Tensor) -> th.Tensor:
+        with self._autocast():
+            q_KBA = self.critic.q_values(batch.critic_obs).float()
+        return losses.critic_loss(q_KBA, batch.actions, target_B1)
 
-            # Critic: y = r + gamma (1 - done) pi(s')^T [min_k Q_targ_k(s') - alpha log pi(s')]
-            with th.no_grad(), self._autocast():
-                next_probs_BA, next_log_probs_BA = self.actor.action_probs(data.next_observations)
-                next_q_KBA = self.critic_target.q_values(data.next_observations).float()
-                next_v_B = soft_state_value(next_q_KBA, next_probs_BA, next_log_probs_BA, ent_coef, minimize)
-                target_B1 = critic_target(data.rewards, data.dones, discounts, next_v_B)
-
-            with self._autocast():
-                q_KBA = self.critic.q_values(data.observations).float()
-            loss_critic = critic_loss(q_KBA, data.actions, target_B1)
-            self._optimizer_step("critic", loss_critic)
-            logs["critic_loss"].append(loss_critic)
-
-            if update_index % self.policy_delay == 0:
-                with self._autocast():
-                    probs_BA, log_probs_BA = self.actor.action_probs(data.observations)
-                    # No gradient for the critics: the actor loss only trains the actor
-                    with th.no_grad():
-                        q_pi_KBA = self.critic.q_values(data.observations, detach_params=True).float()
-                loss_actor = actor_loss(q_pi_KBA, probs_BA, log_probs_BA, ent_coef, minimize)
-                # Temperature after the actor (alpha was read before both): one all-reduce for the two, see SAC.train
-                steps = [("actor", loss_actor)]
-                ent_coef_loss = self.temperature.loss(negative_entropy(probs_BA, log_probs_BA))
-                if ent_coef_loss is not None:
-                    steps.append(("ent_coef", ent_coef_loss))
-                    logs["ent_coef_loss"].append(ent_coef_loss)
-                self._optimizer_steps(steps)
-                logs["actor_loss"].append(loss_actor)
-            logs["ent_coef"].append(ent_coef)
-
-            if (update_index + 1) % self.target_update_interval == 0:
-                self._update_target()
-
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self._record_train_logs({f"train/{key}": values for key, values in logs.items()})
+    def _actor_loss(self, batch: TransitionBatch, ent_coef: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """:return: The actor loss and ``sum_a pi(a|s) log pi(a|s)`` (the temperature loss's input)."""
+        with self._autocast():
+            probs_BA, log_probs_BA = self.actor.action_probs(batch.actor_obs)
+            # No gradient for the critics: the actor loss only trains the actor
+            with th.no_grad():
+                q_pi_KBA = self.critic.q_values(batch.critic_obs_for_actor, detach_params=True).float()
+        loss = losses.actor_loss(q_pi_KBA, probs_BA, log_probs_BA, ent_coef, self._minimize)
+        return loss, losses.negative_entropy(probs_BA, log_probs_BA)
 
     def learn(
         self: SelfDiscreteSAC,

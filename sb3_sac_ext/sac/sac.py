@@ -9,10 +9,11 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.sac import policies as sb3_sac_policies
-from torch.nn import functional as F
 
 from sb3_sac_ext.common.entropy import parse_ent_coef
 from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin, is_optimizer_state
+from sb3_sac_ext.common.training import TransitionBatch
+from sb3_sac_ext.sac import losses
 from sb3_sac_ext.common.validation import check_action_space
 from sb3_sac_ext.sac.policies import (
     CnnPolicy,
@@ -101,7 +102,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
-        # Recurrent policies (issue 8): sequence replay buffer and recurrent training path
+        # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,
         "MultiInputLstmPolicy": MultiInputLstmPolicy,
@@ -200,69 +201,28 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         # -dim(A), as in SB3 and the SAC paper (https://arxiv.org/abs/1812.05905)
         return -float(np.prod(self.action_space.shape))  # type: ignore[union-attr]
 
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        if self._is_recurrent:
-            from sb3_sac_ext.common.recurrent.training import train_sac
+    # The update rule, called by the one training loop (sb3_sac_ext.common.training.train) on a TransitionBatch
 
-            return train_sac(self, gradient_steps, batch_size)
-        self.policy.set_training_mode(True)
-        self._update_learning_rates()
-        minimize = self.objective == "minimize"
-        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("critic_loss", "actor_loss", "ent_coef", "ent_coef_loss")}
+    def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> th.Tensor:
+        """Soft Bellman target: next actions from the current policy, pessimistic target critics (no gradient)."""
+        next_actions, next_log_prob = self.actor.action_log_prob(batch.actor_next_obs)
+        next_q_KB1 = self.critic_target.q_values(batch.target_next_obs, next_actions).float()
+        next_v_B1 = losses.soft_value(next_q_KB1, next_log_prob.float().unsqueeze(-1), ent_coef, self._minimize)
+        return losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B1)
 
-        for gradient_step in range(gradient_steps):
-            update_index = self._n_updates + gradient_step
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            # For n-step replay, the discount is gamma ** n (when the episode did not end before)
-            discounts = data.discounts if data.discounts is not None else self.gamma
-            if self.use_sde:
-                self.actor.reset_noise()
-            ent_coef = self.temperature.value
+    def _critic_loss(self, batch: TransitionBatch, target_B1: th.Tensor) -> th.Tensor:
+        with self._autocast():
+            q_KB1 = self.critic.q_values(batch.critic_obs, batch.actions).float()
+        return losses.critic_loss(q_KB1, target_B1)
 
-            with th.no_grad(), self._autocast():
-                next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
-                next_q = self.critic_target.q_values(data.next_observations, next_actions).float()  # (n_critics, B, 1)
-                # Soft state value: pessimistic over critics (min for rewards, max for costs), minus/plus alpha log pi
-                if minimize:
-                    next_v = next_q.max(dim=0).values + ent_coef * next_log_prob.float().unsqueeze(-1)
-                else:
-                    next_v = next_q.min(dim=0).values - ent_coef * next_log_prob.float().unsqueeze(-1)
-                target_q = data.rewards + (1 - data.dones) * discounts * next_v  # (B, 1)
-
-            with self._autocast():
-                current_q = self.critic.q_values(data.observations, data.actions).float()  # (n_critics, B, 1)
-            # SB3: 0.5 * sum over critics of the MSE of each
-            critic_loss = 0.5 * self.critic.n_critics * F.mse_loss(current_q, target_q.expand_as(current_q))
-            self._optimizer_step("critic", critic_loss)
-            logs["critic_loss"].append(critic_loss)
-
-            if update_index % self.policy_delay == 0:
-                with self._autocast():
-                    actions_pi, log_prob = self.actor.action_log_prob(data.observations)
-                    # No gradient for the critics' weights: only d(Q)/d(action) is needed
-                    q_pi = self.critic.q_values(data.observations, actions_pi, detach_params=True).float()
-                log_prob = log_prob.float().unsqueeze(-1)
-                if minimize:
-                    actor_loss = (q_pi.max(dim=0).values + ent_coef * log_prob).mean()
-                else:
-                    actor_loss = (ent_coef * log_prob - q_pi.min(dim=0).values).mean()
-                # The temperature's step comes after the actor's: alpha was read before both, so the order changes
-                # nothing, and the two share one gradient all-reduce in data-parallel training
-                steps = [("actor", actor_loss)]
-                ent_coef_loss = self.temperature.loss(log_prob)
-                if ent_coef_loss is not None:
-                    steps.append(("ent_coef", ent_coef_loss))
-                    logs["ent_coef_loss"].append(ent_coef_loss)
-                self._optimizer_steps(steps)
-                logs["actor_loss"].append(actor_loss)
-            logs["ent_coef"].append(ent_coef)
-
-            if (update_index + 1) % self.target_update_interval == 0:
-                self._update_target()
-
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self._record_train_logs({f"train/{key}": values for key, values in logs.items()})
+    def _actor_loss(self, batch: TransitionBatch, ent_coef: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """:return: The actor loss and ``log pi(a|s)`` of the sampled actions (the temperature loss's input)."""
+        with self._autocast():
+            actions_pi, log_prob = self.actor.action_log_prob(batch.actor_obs)
+            # No gradient for the critics' weights: only d(Q)/d(action) is needed
+            q_pi_KB1 = self.critic.q_values(batch.critic_obs_for_actor, actions_pi, detach_params=True).float()
+        log_prob_B1 = log_prob.float().unsqueeze(-1)
+        return losses.actor_loss(q_pi_KB1, log_prob_B1, ent_coef, self._minimize), log_prob_B1
 
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
         # Parameters saved by stable_baselines3.SAC keep one optimizer state per critic: stack them. A malformed

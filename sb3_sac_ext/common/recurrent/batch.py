@@ -1,0 +1,66 @@
+"""
+The batch adapter of recurrent policies: sequences of :class:`~sb3_sac_ext.common.recurrent.buffers.RecurrentReplayBuffer`
+turned into the per-transition :class:`~sb3_sac_ext.common.training.TransitionBatch` of the one training loop.
+
+Each network (actor, critic, target critic) is unrolled once over ``[obs[t0], next_obs[t0..t0+T)]`` from a zero
+state; the current (step ``k``) and next (step ``k + 1``) latents of each transition are read from that one unroll,
+and only the masked steps (not burn-in, not padding) are kept. The losses then see ``B`` transitions whose inputs are
+latents instead of observations.
+"""
+
+from typing import Any
+
+import torch as th
+
+from sb3_sac_ext.common.recurrent.policies import unroll_current_next
+from sb3_sac_ext.common.training import TransitionBatch
+
+
+def rnn_grad_norm(network: Any) -> th.Tensor | None:
+    """Global norm of the gradients of ``network.rnn`` (after clipping), ``None`` when it has none."""
+    grads = [p.grad for p in network.rnn.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    return th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))
+
+
+class SequenceBatches:
+    """Recurrent batches: one unroll per network, then the masked transitions (see the module docstring)."""
+
+    log_keys = ("actor_rnn_grad_norm", "critic_rnn_grad_norm")
+
+    def sample(self, model: Any, batch_size: int, update_actor: bool) -> TransitionBatch:
+        """
+        :param model: The algorithm
+        :param batch_size: Number of transitions (masked steps) in the batch
+        :param update_actor: Whether the actor is updated at this step: its unroll then keeps its graph
+        :return: The batch
+        """
+        data = model.replay_buffer.sample(batch_size, env=model._vec_normalize_env)
+        mask = data.mask
+        with model._autocast(), th.set_grad_enabled(update_actor):
+            actor_now_BH, actor_next_BH = unroll_current_next(model.actor, data.observations, mask)
+        with th.no_grad(), model._autocast():
+            _, target_next_BH = unroll_current_next(model.critic_target, data.observations, mask)
+        with model._autocast():
+            critic_now_BH, _ = unroll_current_next(model.critic, data.observations, mask)
+        return TransitionBatch(
+            actor_obs=actor_now_BH,
+            actor_next_obs=actor_next_BH.detach(),
+            critic_obs=critic_now_BH,
+            # d(Q)/d(action) only in the actor loss: no gradient into the critic's RNN
+            critic_obs_for_actor=critic_now_BH.detach(),
+            target_next_obs=target_next_BH,
+            actions=data.actions[mask],
+            rewards=data.rewards[mask].unsqueeze(-1),
+            dones=data.dones[mask].unsqueeze(-1),
+            discounts=model.gamma,
+        )
+
+    def after_step(self, name: str, model: Any, logs: dict[str, list[th.Tensor]]) -> None:
+        """Log the gradient norm of the stepped network's RNN (unless it is the actor's, shared)."""
+        network = model.actor if name == "actor" else model.critic
+        if not getattr(network, "shares_rnn", False):
+            norm = rnn_grad_norm(network)
+            if norm is not None:
+                logs[f"{name}_rnn_grad_norm"].append(norm.detach())

@@ -1,0 +1,121 @@
+"""
+The one training loop of SAC and DiscreteSAC (feed-forward and recurrent).
+
+Each gradient step: sample a :class:`TransitionBatch` (a feed-forward sample as SB3 gives it, or recurrent sequences
+turned into the same per-transition tensors by :class:`~sb3_sac_ext.common.recurrent.batch.SequenceBatches`), then
+call the algorithm's three loss methods, which apply the pure functions of ``sac/losses.py`` or
+``discrete_sac/losses.py``:
+
+- ``_critic_target(batch, ent_coef)``: the soft Bellman target (called without gradient),
+- ``_critic_loss(batch, target)``: the critics' regression loss,
+- ``_actor_loss(batch, ent_coef)``: the policy loss and the ``log pi`` that feeds the temperature loss,
+
+and step every optimizer through one hook (:meth:`SoftOffPolicyMixin._optimizer_steps`: clipping, non-finite guard,
+data-parallel averaging). The loop has no host synchronisation: statistics stay tensors until the logger dumps.
+"""
+
+from typing import Any, NamedTuple
+
+import torch as th
+
+# Training statistics every algorithm logs (``train/<key>``); batch sources may add their own
+LOG_KEYS = ("critic_loss", "actor_loss", "ent_coef", "ent_coef_loss")
+
+
+class TransitionBatch(NamedTuple):
+    """
+    One batch of ``B`` transitions, with the input of each network. In a feed-forward batch every network reads the
+    observations; in a recurrent batch each network reads its own unrolled latents.
+    """
+
+    #: Input of the actor for the actor and temperature losses (with gradient)
+    actor_obs: Any
+    #: Input of the actor for the next actions of the target (no gradient)
+    actor_next_obs: Any
+    #: Input of the online critics for the critic loss (with gradient)
+    critic_obs: Any
+    #: Input of the online critics for the actor loss (no gradient into the critics)
+    critic_obs_for_actor: Any
+    #: Input of the target critics for the target (no gradient)
+    target_next_obs: Any
+    #: Actions taken, ``(B, action_dim)`` for Box, ``(B, 1)`` indices for Discrete
+    actions: th.Tensor
+    #: ``(B, 1)``
+    rewards: th.Tensor
+    #: Episode ended (not truncated), ``(B, 1)``
+    dones: th.Tensor
+    #: ``gamma``, or ``gamma ** n`` per transition ``(B, 1)`` for n-step returns
+    discounts: th.Tensor | float
+
+
+class FeedForwardBatches:
+    """Batches of SB3's replay buffers (``ReplayBuffer``, ``DictReplayBuffer``, n-step, HER) as they are."""
+
+    log_keys: tuple[str, ...] = ()
+
+    def sample(self, model: Any, batch_size: int, update_actor: bool) -> TransitionBatch:
+        """
+        :param model: The algorithm (its ``replay_buffer``, ``_vec_normalize_env`` and ``gamma``)
+        :param batch_size: Number of transitions
+        :param update_actor: Whether the actor is updated at this step (unused here)
+        :return: The batch
+        """
+        data = model.replay_buffer.sample(batch_size, env=model._vec_normalize_env)
+        # For n-step replay, the discount is gamma ** n (when the episode did not end before)
+        discounts = data.discounts if data.discounts is not None else model.gamma
+        obs, next_obs = data.observations, data.next_observations
+        return TransitionBatch(obs, next_obs, obs, obs, next_obs, data.actions, data.rewards, data.dones, discounts)
+
+    def after_step(self, name: str, model: Any, logs: dict[str, list[th.Tensor]]) -> None:
+        """Statistics of an optimizer step that only this kind of batch has (none here)."""
+
+
+def train(model: Any, gradient_steps: int, batch_size: int) -> None:
+    """
+    ``gradient_steps`` updates of the critics, and of the actor and the temperature every ``policy_delay`` critic
+    updates, then a Polyak update of the target critics every ``target_update_interval`` updates.
+
+    :param model: The algorithm (``SAC`` or ``DiscreteSAC``)
+    :param gradient_steps: Number of gradient steps
+    :param batch_size: Transitions per batch
+    """
+    model.policy.set_training_mode(True)
+    model._update_learning_rates()
+    batches = model._batches
+    logs: dict[str, list[th.Tensor]] = {key: [] for key in (*LOG_KEYS, *batches.log_keys)}
+
+    for gradient_step in range(gradient_steps):
+        update_index = model._n_updates + gradient_step
+        update_actor = update_index % model.policy_delay == 0
+        batch = batches.sample(model, batch_size, update_actor)
+        if model.use_sde:
+            model.actor.reset_noise()
+        ent_coef = model.temperature.value
+
+        with th.no_grad(), model._autocast():
+            target = model._critic_target(batch, ent_coef)
+        critic_loss = model._critic_loss(batch, target)
+        model._optimizer_steps([("critic", critic_loss)])
+        logs["critic_loss"].append(critic_loss)
+        batches.after_step("critic", model, logs)
+
+        if update_actor:
+            actor_loss, log_prob = model._actor_loss(batch, ent_coef)
+            # The temperature's step comes after the actor's: alpha was read before both, so the order changes
+            # nothing, and the two share one gradient all-reduce in data-parallel training
+            steps = [("actor", actor_loss)]
+            ent_coef_loss = model.temperature.loss(log_prob)
+            if ent_coef_loss is not None:
+                steps.append(("ent_coef", ent_coef_loss))
+                logs["ent_coef_loss"].append(ent_coef_loss)
+            model._optimizer_steps(steps)
+            logs["actor_loss"].append(actor_loss)
+            batches.after_step("actor", model, logs)
+        logs["ent_coef"].append(ent_coef)
+
+        if (update_index + 1) % model.target_update_interval == 0:
+            model._update_target()
+
+    model._n_updates += gradient_steps
+    model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
+    model._record_train_logs({f"train/{key}": values for key, values in logs.items()})
