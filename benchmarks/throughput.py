@@ -65,11 +65,12 @@ def _unchecked_sac() -> type:
         def _store_transition(self, *args, **kwargs) -> None:
             OffPolicyAlgorithm._store_transition(self, *args, **kwargs)
 
-        def _optimizer_step(self, name, loss) -> None:
-            optimizer = self.optimizers[name]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        def _optimizer_steps(self, steps) -> None:
+            for name, loss in steps:
+                optimizer = self.optimizers[name]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
 
         def _check_nonfinite_losses(self) -> None:
             pass
@@ -112,7 +113,7 @@ def main() -> None:
     if args.precisions is None:
         import torch as th
 
-        from sb3_sac_ext.common.soft_algorithm import bf16_is_fast
+        from sb3_sac_ext.common.precision import bf16_is_fast
 
         args.precisions = ["fp32", "bf16"] if bf16_is_fast(th.device("cpu")) else ["fp32"]
         if "bf16" not in args.precisions:

@@ -6,19 +6,23 @@ Both algorithms inherit ``(SoftOffPolicyMixin, OffPolicyAlgorithm)``; the mixin 
 """
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
-from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.utils import get_parameters_by_name, update_learning_rate
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
-from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError
-from sb3_sac_ext.common import training
+from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
+from sb3_sac_ext.common import distributed, persistence, training
 from sb3_sac_ext.common.estimator import EstimatorMixin
+from sb3_sac_ext.common.optim import OptimizerStep
+from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
 from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
@@ -38,18 +42,6 @@ def is_optimizer_state(state: Any) -> bool:
     :return: Whether it is a complete ``optimizer.state_dict()`` (a dict with ``state`` and ``param_groups``)
     """
     return isinstance(state, dict) and isinstance(state.get("state"), dict) and isinstance(state.get("param_groups"), list)
-
-
-def bf16_is_fast(device: th.device) -> bool:
-    """
-    :param device: Torch device
-    :return: Whether bf16 matmuls are native on it (AMX on CPU, compute capability >= 8 on CUDA)
-    """
-    if device.type == "cuda":
-        return th.cuda.is_available() and th.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        return bool(getattr(th.cpu, "_is_amx_tile_supported", lambda: False)())
-    return False
 
 
 class SoftOffPolicyMixin(EstimatorMixin):
@@ -74,6 +66,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
     objective: str
     precision: str
     _current_progress_remaining: float
+    # The data-parallel state (see sb3_sac_ext.common.distributed), None outside data-parallel training
+    _distributed: distributed.DistributedState | None = None
 
     # ----------------------------------------------------------------- construction
 
@@ -83,9 +77,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         for name in LEARNING_RATE_ARGS.values():
             if params.get(name) is not None:
                 make_schedule(params[name], name)
-        from sb3_sac_ext.common.distributed import check_distributed_arg
-
-        check_distributed_arg(params.get("distributed", "auto"))
+        distributed.check_distributed_arg(params.get("distributed", "auto"))
 
     def _set_shared_hyperparameters(self) -> None:
         """Set the hyperparameters both algorithms add to ``OffPolicyAlgorithm``'s from the constructor arguments."""
@@ -105,9 +97,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         ``OffPolicyAlgorithm._setup_model`` (buffer, policy), the aliases, the temperature, each optimizer's initial
         learning rate and the precision.
         """
-        from stable_baselines3.common.utils import get_parameters_by_name
-
-        from sb3_sac_ext.common import distributed
 
         if self.n_steps > 1 and isinstance(self.observation_space, spaces.Dict) and self.replay_buffer_class is None:  # type: ignore[attr-defined]
             raise InvalidHyperparameterError(
@@ -135,7 +124,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         SB3's ``set_random_seed``; in data-parallel training, rank ``r`` uses ``seed + r * n_envs``, so that no two
         envs of the job share a seed (with one env per rank: ``seed + rank``).
         """
-        state = getattr(self, "_distributed", None)
+        state = self._distributed
         if state is not None and seed is not None:
             seed = int(seed) + state.rank * max(int(getattr(self, "n_envs", 1) or 1), 1)
         super().set_random_seed(seed)  # type: ignore[misc]
@@ -200,18 +189,14 @@ class SoftOffPolicyMixin(EstimatorMixin):
             self.ent_coef_tensor = self.temperature.ent_coef_tensor
 
     def _setup_precision(self) -> None:
-        """Resolve ``precision`` ("auto" -> bf16 where the hardware runs it natively)."""
-        self._use_bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_is_fast(self.device))
+        """Resolve ``precision`` ("auto" -> bf16 where the hardware runs it natively) and start the training state."""
+        self._precision = Precision(self.precision, self.device)
+        self._optimizer_stepper = OptimizerStep(tuple(LEARNING_RATE_ARGS))
         self._train_logs: dict[str, th.Tensor] = {}
 
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
+    def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for the network forward passes when enabled; losses are computed in fp32."""
-        if self._use_bf16:
-            with th.autocast(device_type=self.device.type, dtype=th.bfloat16):
-                yield
-        else:
-            yield
+        return self._precision.autocast()
 
     def _create_aliases(self) -> None:
         """``self.actor``, ``self.critic``, ``self.critic_target``: shortcuts to the policy's networks (saved as such)."""
@@ -279,81 +264,24 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     def _optimizer_steps(self, steps: list[tuple[str, th.Tensor]]) -> None:
         """
-        Step several optimizers whose losses share no parameters (the actor and the temperature): each loss is
-        backpropagated into its own optimizer's parameters, and in data-parallel training the gradients of all of
-        them are averaged across ranks in a single flattened all-reduce (one round trip instead of one per
-        optimizer). Then each is clipped (``max_grad_norm``, not the temperature) and stepped, in the given order.
+        Backpropagate and step the named optimizers through the one hook (:class:`~sb3_sac_ext.common.optim.OptimizerStep`:
+        data-parallel averaging, clipping by ``max_grad_norm``, non-finite guard).
 
         :param steps: ``(name, loss)`` pairs, ``name`` one of ``"actor"``, ``"critic"``, ``"ent_coef"``
         """
-        prepared = []
-        for name, loss in steps:
-            optimizer = self.optimizers[name]
-            # Non-finite guard (see persistence.py): fused Adam/AdamW skip their update when ``found_inf`` is set,
-            # so a NaN/inf loss never reaches the weights and no host sync happens here; the flag is sticky for the
-            # rest of this ``train()`` call and checked once at its end (:meth:`_check_nonfinite_losses`).
-            fused = bool(optimizer.defaults.get("fused")) and loss.device.type in ("cpu", "cuda")
-            bad = ~th.isfinite(loss.detach())
-            if not fused and not bool(bad.logical_not().all()):  # other optimizers: one host sync per step
-                raise NonFiniteError(
-                    f"Non-finite {name} loss ({float(loss):.6g}) at gradient step {self._n_updates} "
-                    f"(num_timesteps={getattr(self, 'num_timesteps', '?')}); the update was not applied"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            prepared.append((name, optimizer, fused, bad, loss.device))
-        distributed = getattr(self, "_distributed", None)
-        if distributed is not None:
-            # Mean gradient over the ranks (one flattened all-reduce for all these optimizers), before clipping:
-            # replicas stay identical. A non-finite loss on any rank skips the update on every rank.
-            bads = distributed.average_gradients([item[1] for item in prepared], th.stack([item[3] for item in prepared]))
-            prepared = [(name, opt, fused, bads[i], device) for i, (name, opt, fused, _, device) in enumerate(prepared)]
-        for name, optimizer, fused, bad, device in prepared:
-            if self.max_grad_norm is not None and name != "ent_coef":
-                params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-                grad_norm = th.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
-                self._train_logs[f"train/{name}_grad_norm"] = grad_norm.detach()
-                bad = bad | ~th.isfinite(grad_norm.detach())
-            if fused:
-                flag = self._nonfinite_flag_for(device)
-                code = self._nonfinite_calls * len(LEARNING_RATE_ARGS) + list(LEARNING_RATE_ARGS).index(name)
-                # First offending step: (optimizer call index, network), recorded without a sync
-                self._nonfinite_where.copy_(th.where((flag == 0) & bad, code, self._nonfinite_where))
-                th.maximum(flag, bad.to(flag.dtype), out=flag)
-                optimizer.found_inf = flag  # type: ignore[attr-defined]
-                try:
-                    optimizer.step()
-                finally:
-                    del optimizer.found_inf  # type: ignore[attr-defined]
-                self._nonfinite_calls += 1
-            else:
-                optimizer.step()
-
-    def _nonfinite_flag_for(self, device: th.device) -> th.Tensor:
-        flag = getattr(self, "_nonfinite_flag", None)
-        if flag is None or flag.device != device:
-            self._nonfinite_flag = th.zeros((), dtype=th.float32, device=device)
-            self._nonfinite_where = th.full((), -1, dtype=th.int64, device=device)
-            self._nonfinite_calls = 0
-            self._nonfinite_start = self._n_updates
-        return self._nonfinite_flag
+        optimizers = self.optimizers
+        self._optimizer_stepper(
+            [(name, optimizers[name], loss) for name, loss in steps],
+            self.max_grad_norm,
+            self._distributed,
+            self._train_logs,
+            self._n_updates,
+            self.num_timesteps,  # type: ignore[attr-defined]
+        )
 
     def _check_nonfinite_losses(self) -> None:
         """One host sync per ``train()``: raise :class:`NonFiniteError` if a loss was NaN/inf (updates were skipped)."""
-        flag = getattr(self, "_nonfinite_flag", None)
-        if flag is None:
-            return
-        if bool(flag):
-            code = int(self._nonfinite_where)
-            names = list(LEARNING_RATE_ARGS)
-            self._nonfinite_flag = None
-            raise NonFiniteError(
-                f"Non-finite {names[code % len(names)]} loss or gradient in the train() call that started at gradient "
-                f"step {self._nonfinite_start} (num_timesteps={getattr(self, 'num_timesteps', '?')}); this update and "
-                "the rest of that train() call were skipped, the weights were left unchanged"
-            )
-        self._nonfinite_calls = 0
-        self._nonfinite_start = self._n_updates
+        self._optimizer_stepper.check(self._n_updates, self.num_timesteps)  # type: ignore[attr-defined]
 
     def _record_train_logs(self, logs: dict[str, list[th.Tensor]]) -> None:
         """
@@ -387,19 +315,15 @@ class SoftOffPolicyMixin(EstimatorMixin):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> Any:
-        distributed = getattr(self, "_distributed", None)
+        distributed = self._distributed
         if distributed is not None:
-            from stable_baselines3.common.logger import Logger
-
-            from sb3_sac_ext.common.distributed import model_settings
-
             self._convert_train_freq_again()
             if self.train_freq.unit == TrainFrequencyUnit.EPISODE:  # type: ignore[has-type]
                 raise InvalidHyperparameterError(
                     "train_freq in episodes is not supported in data-parallel training: the ranks would do different "
                     "numbers of updates; use a number of steps"
                 )
-            distributed.check_settings(model_settings(self, total_timesteps, reset_num_timesteps))
+            distributed.check_settings(distributed.model_settings(self, total_timesteps, reset_num_timesteps))
             distributed.connect_peers()
             distributed.broadcast_model(self)
             distributed.reset_stop()
@@ -412,7 +336,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         )
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:
-        distributed = getattr(self, "_distributed", None)
+        distributed = self._distributed
         if distributed is None:
             return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
         if distributed.stop_agreed():
@@ -457,9 +381,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 progress_bar=progress_bar,
             )
         except BaseException as e:
-            from sb3_sac_ext.common.errors import DistributedSettingsError
-
-            distributed = getattr(self, "_distributed", None)
+            distributed = self._distributed
             if distributed is not None and not isinstance(e, DistributedSettingsError):
                 # The other ranks fail at once (connection closed) instead of waiting for the timeout. A settings
                 # mismatch is raised by every rank at the same point: the group stays usable.
@@ -469,7 +391,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
     @property
     def is_main_process(self) -> bool:
         """Whether this process logs, evaluates and saves: rank 0, or any process outside data-parallel training."""
-        distributed = getattr(self, "_distributed", None)
+        distributed = self._distributed
         return distributed is None or distributed.rank == 0
 
     # ----------------------------------------------------------------- deployment
@@ -519,7 +441,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         :param allow_pickle: Whether pickled items inside the file may be unpickled (SB3 zips contain some).
             Unpickling runs code from the file: only allow it for files you trust.
         """
-        from sb3_sac_ext.common import persistence
 
         def sb3_load(file: Any) -> Any:
             model = super(SoftOffPolicyMixin, cls).load(  # type: ignore[misc]
@@ -558,7 +479,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         In data-parallel training, only rank 0 writes: on the other ranks this is a no-op (their weights are equal).
         The ``distributed`` setting is not saved: a loaded model uses ``"auto"``.
         """
-        from sb3_sac_ext.common import persistence
 
         if not self.is_main_process:
             return
@@ -575,7 +495,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         training, a no-op on ranks other than 0 (use ``persistence.save_replay_buffer(model.replay_buffer, path)``
         to save another rank's buffer).
         """
-        from sb3_sac_ext.common import persistence
 
         if not self.is_main_process:
             return
@@ -587,11 +506,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         """
         Load a replay buffer saved by :meth:`save_replay_buffer`; SB3's pickled buffers only with ``allow_pickle=True``.
         """
-        from stable_baselines3.common.buffers import ReplayBuffer
-        from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
-
-        from sb3_sac_ext.common import persistence
-        from sb3_sac_ext.common.errors import CorruptedFileError
 
         buffer = persistence.load_replay_buffer(path, device=self.device, allow_pickle=allow_pickle)
         if not isinstance(buffer, ReplayBuffer):
@@ -615,8 +529,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
         # A file in our format is read without pickle; SB3 zips go through SB3 (weights_only=True)
         if not isinstance(load_path_or_dict, dict):
-            from sb3_sac_ext.common import persistence
-
             try:
                 path = persistence._read_path(load_path_or_dict, ("zip",))
             except FileNotFoundError:
@@ -648,18 +560,15 @@ class SoftOffPolicyMixin(EstimatorMixin):
         :class:`~sb3_sac_ext.common.errors.NonFiniteError` (set ``check_observations = False`` to opt out).
         """
         if getattr(self, "check_observations", True):
-            from sb3_sac_ext.common.persistence import check_predict_observation
-
-            check_predict_observation(observation, self.observation_space)  # type: ignore[attr-defined]
+            persistence.check_predict_observation(observation, self.observation_space)  # type: ignore[attr-defined]
         return super().predict(observation, state, episode_start, deterministic)  # type: ignore[misc]
 
     def _store_transition(
         self, replay_buffer: Any, buffer_action: Any, new_obs: Any, reward: Any, dones: Any, infos: Any
     ) -> None:
         # NaN/inf rewards or observations never reach the replay buffer (cheap numpy checks)
-        from sb3_sac_ext.common.persistence import check_transition
 
-        check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
+        persistence.check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
         if self._is_recurrent:
             rollout.before_store(self, replay_buffer)
             super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
@@ -685,10 +594,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
             "_init_env",
             "batch_norm_stats",
             "batch_norm_stats_target",
-            "_nonfinite_flag",
-            "_nonfinite_where",
-            "_nonfinite_calls",
-            "_nonfinite_start",
+            "_precision",
+            "_optimizer_stepper",
             "distributed",
             "_distributed",
             "_last_lstm_states",

@@ -1,0 +1,43 @@
+"""
+Mixed precision: bf16 autocast of the network forward passes where the hardware runs bf16 matrix products natively.
+Losses, targets, the temperature and the optimizer state stay fp32.
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import torch as th
+
+
+def bf16_is_fast(device: th.device) -> bool:
+    """
+    :param device: Torch device
+    :return: Whether bf16 matmuls are native on it (AMX on CPU, compute capability >= 8 on CUDA)
+    """
+    if device.type == "cuda":
+        return th.cuda.is_available() and th.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        return bool(getattr(th.cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
+
+
+class Precision:
+    """
+    The resolved ``precision`` setting of a model.
+
+    :param precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where :func:`bf16_is_fast`)
+    :param device: The model's device
+    """
+
+    def __init__(self, precision: str, device: th.device):
+        self.device = device
+        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """bf16 autocast when enabled, else nothing."""
+        if self.bf16:
+            with th.autocast(device_type=self.device.type, dtype=th.bfloat16):
+                yield
+        else:
+            yield
