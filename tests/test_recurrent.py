@@ -1,4 +1,4 @@
-"""Recurrent policies for SAC and DiscreteSAC (issue 8): the off-by-one check, predict, save/load, settings."""
+"""Recurrent policies for SAC and DiscreteSAC: the off-by-one check, predict, save/load, settings."""
 
 import itertools
 

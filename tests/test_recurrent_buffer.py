@@ -1,4 +1,4 @@
-"""Specification tests of the sequence replay buffer (issue 8) on hand-built episodes in several env columns."""
+"""Specification tests of the sequence replay buffer on hand-built episodes in several env columns."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""A short memory task that a recurrent policy solves and a feed-forward one cannot (issue 8)."""
+"""A short memory task that a recurrent policy solves and a feed-forward one cannot."""
 
 import gymnasium as gym
 import numpy as np

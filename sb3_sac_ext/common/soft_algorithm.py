@@ -236,7 +236,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._apply_rnn_learning_rate(self._current_progress_remaining, log=True)
 
     def _apply_rnn_learning_rate(self, progress_remaining: float, log: bool = False) -> None:
-        """Recurrent policies with ``rnn_learning_rate``: set the ``"rnn"`` parameter groups' rate (issue 8)."""
+        """Recurrent policies with ``rnn_learning_rate``: set the ``"rnn"`` parameter groups' rate."""
         schedule = getattr(self.policy, "rnn_lr_schedule", None)
         if schedule is None:
             return

@@ -1,5 +1,5 @@
 """
-Recurrent policies for DiscreteSAC (issue 8): ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``.
+Recurrent policies for DiscreteSAC: ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``.
 
 Actor: ``obs -> features -> RNN -> MLP -> logits``. Critics: ``obs -> features -> RNN`` (one RNN for the
 ``n_critics`` heads) ``-> MLP -> Q(s, .)``, the heads evaluated as one :class:`~sb3_sac_ext.common.ensemble.EnsembleMLP`.

@@ -1,5 +1,5 @@
 """
-Recurrent policies for SAC (issue 8): ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``.
+Recurrent policies for SAC: ``MlpLstmPolicy``, ``CnnLstmPolicy``, ``MultiInputLstmPolicy``.
 
 Actor: ``obs -> features -> RNN -> MLP -> (mean, log_std)`` of a tanh-squashed Gaussian.
 Critics: ``obs -> features -> RNN`` (one RNN for the ``n_critics`` heads) ``-> [latent, action] -> MLP -> Q``,

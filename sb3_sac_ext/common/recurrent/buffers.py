@@ -1,5 +1,5 @@
 """
-Sequence replay buffers for recurrent policies (issue 8).
+Sequence replay buffers for recurrent policies.
 
 The storage is SB3's (``(buffer_size, n_envs, ...)`` arrays, one column per env) plus an explicit
 ``episode_starts`` flag per stored transition. Sampling returns *windows*: ``sequence_length`` consecutive

@@ -155,11 +155,6 @@ class RecurrentSoftPolicy(TrainingModeMixin, BasePolicy):
         self.rnn_lr_schedule = None if rnn_learning_rate is None else make_schedule(rnn_learning_rate, "rnn_learning_rate")
         self.rnn_kwargs = {"lstm_hidden_size": lstm_hidden_size, "n_lstm_layers": n_lstm_layers, "rnn_type": rnn_type}
 
-    @property
-    def lstm_hidden_state_shape(self) -> tuple[int, int, int]:
-        """Shape of ``h`` (and ``c``) for one env, as in RecurrentPPO: ``(n_layers, 1, hidden)``."""
-        return (self.n_lstm_layers, 1, self.lstm_hidden_size)
-
     def _recurrent_constructor_parameters(self) -> dict[str, Any]:
         return {
             **self.rnn_kwargs,
