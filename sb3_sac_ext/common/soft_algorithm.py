@@ -14,26 +14,25 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
-from stable_baselines3.common.utils import get_parameters_by_name, update_learning_rate
+from stable_baselines3.common.utils import get_parameters_by_name
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
 from sb3_sac_ext.common import distributed, persistence, training
 from sb3_sac_ext.common.estimator import EstimatorMixin
+from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
 from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
-from sb3_sac_ext.common.schedules import BaseSchedule, make_schedule
-from sb3_sac_ext.common.training import FeedForwardBatches
+from sb3_sac_ext.common.schedules import make_schedule
+from sb3_sac_ext.common.training import FeedForwardBatches, TrainLogs
 from sb3_sac_ext.common.validation import check_common_args
 
 # Where get_parameters()/set_parameters() find the optimizers (as in SB3's SAC)
 _OPTIMIZER_ATTRIBUTES = ("actor.optimizer", "critic.optimizer", "ent_coef_optimizer")
-# Optimizer name -> hyperparameter that holds its learning rate (``None`` falls back to ``learning_rate``)
-LEARNING_RATE_ARGS = {"actor": "learning_rate", "critic": "qf_learning_rate", "ent_coef": "ent_coef_learning_rate"}
 
 
 def is_optimizer_state(state: Any) -> bool:
@@ -114,9 +113,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         self._setup_temperature(self._default_target_entropy())
         # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
-        for name, optimizer in self.optimizers.items():
-            update_learning_rate(optimizer, self.lr_schedules[name](1))
-        self._apply_rnn_learning_rate(1.0)
+        self._learning_rates.apply(self.optimizers, self.lr_schedule, 1.0, rnn_schedule=self._rnn_lr_schedule)
         self._setup_precision()
 
     def set_random_seed(self, seed: int | None = None) -> None:
@@ -132,11 +129,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
     def _setup_schedules(self) -> None:
         """Build the schedules from ``learning_rate``, ``qf_learning_rate`` and ``ent_coef_learning_rate``."""
         self.lr_schedule = make_schedule(self.learning_rate, "learning_rate")
-        self._own_lr_schedules: dict[str, BaseSchedule] = {}
-        for name, arg in LEARNING_RATE_ARGS.items():
-            value = getattr(self, arg)
-            if name != "actor" and value is not None:
-                self._own_lr_schedules[name] = make_schedule(value, arg)
+        self._learning_rates = LearningRates({arg: getattr(self, arg) for arg in LEARNING_RATE_ARGS.values()})
 
     @property
     def lr_schedules(self) -> dict[str, Any]:
@@ -145,7 +138,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         without its own learning-rate argument, is ``lr_schedule`` as it is now: code written for SB3 that assigns
         ``model.lr_schedule`` changes them, as it changes every optimizer in SB3.
         """
-        return {name: self._own_lr_schedules.get(name, self.lr_schedule) for name in LEARNING_RATE_ARGS}
+        return self._learning_rates.schedules(self.lr_schedule)
 
     def _apply_hot_params(self) -> None:
         """Re-derive what depends on hyperparameters changed in place by ``set_params``."""
@@ -192,7 +185,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         """Resolve ``precision`` ("auto" -> bf16 where the hardware runs it natively) and start the training state."""
         self._precision = Precision(self.precision, self.device)
         self._optimizer_stepper = OptimizerStep(tuple(LEARNING_RATE_ARGS))
-        self._train_logs: dict[str, th.Tensor] = {}
+        self._train_logs = TrainLogs()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for the network forward passes when enabled; losses are computed in fp32."""
@@ -227,26 +220,14 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     def _update_learning_rates(self) -> None:
         """Set each optimizer's rate from its schedule and log it as ``train/<name>_learning_rate``."""
-        for name, optimizer in self.optimizers.items():
-            rate = self.lr_schedules[name](self._current_progress_remaining)
-            update_learning_rate(optimizer, rate)
-            self.logger.record(f"train/{name}_learning_rate", rate)
-        # SB3's key, kept for dashboards that expect it
-        self.logger.record("train/learning_rate", self.lr_schedules["actor"](self._current_progress_remaining))
-        self._apply_rnn_learning_rate(self._current_progress_remaining, log=True)
+        self._learning_rates.apply(
+            self.optimizers, self.lr_schedule, self._current_progress_remaining, self.logger, self._rnn_lr_schedule
+        )
 
-    def _apply_rnn_learning_rate(self, progress_remaining: float, log: bool = False) -> None:
-        """Recurrent policies with ``rnn_learning_rate``: set the ``"rnn"`` parameter groups' rate."""
-        schedule = getattr(self.policy, "rnn_lr_schedule", None)
-        if schedule is None:
-            return
-        rate = schedule(progress_remaining)
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                if group.get("name") == "rnn":
-                    group["lr"] = rate
-        if log:
-            self.logger.record("train/rnn_learning_rate", rate)
+    @property
+    def _rnn_lr_schedule(self) -> Any:
+        """The schedule of the RNN parameter groups (recurrent policies with ``rnn_learning_rate``), else ``None``."""
+        return getattr(self.policy, "rnn_lr_schedule", None)
 
     @property
     def _is_recurrent(self) -> bool:
@@ -284,25 +265,13 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._optimizer_stepper.check(self._n_updates, self.num_timesteps)  # type: ignore[attr-defined]
 
     def _record_train_logs(self, logs: dict[str, list[th.Tensor]]) -> None:
-        """
-        Keep this ``train()`` call's statistics as tensors; they are converted to floats (one host sync)
-        only when the logger dumps, see :meth:`dump_logs`.
-
-        :param logs: Logger key -> one scalar tensor per gradient step
-        """
-        for key, values in logs.items():
-            if values:
-                self._train_logs[key] = values[0].detach() if len(values) == 1 else th.stack(values).mean().detach()
+        """Keep this ``train()`` call's statistics as tensors (see :class:`TrainLogs`), then check for NaN/inf."""
+        self._train_logs.record(logs)
         self._check_nonfinite_losses()
-
-    def _flush_train_logs(self) -> None:
-        # Latest value of each statistic: with policy_delay > 1 the actor's loss of an earlier train() call is kept
-        for key, value in self._train_logs.items():
-            self.logger.record(key, float(value))
 
     def dump_logs(self) -> None:
         """Write the pending training statistics, then SB3's usual log dump."""
-        self._flush_train_logs()
+        self._train_logs.flush(self.logger)
         super().dump_logs()  # type: ignore[misc]
 
     # ----------------------------------------------------------------- data-parallel training
@@ -589,7 +558,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
             "critic",
             "critic_target",
             "temperature",
-            "_own_lr_schedules",
+            "_learning_rates",
             "_train_logs",
             "_init_env",
             "batch_norm_stats",

@@ -48,6 +48,24 @@ class TransitionBatch(NamedTuple):
     discounts: th.Tensor | float
 
 
+class TrainLogs(dict):
+    """
+    The training statistics of the last ``train()`` call, logger key -> scalar tensor. They stay tensors (no host
+    sync) until the logger dumps (:meth:`flush`).
+    """
+
+    def record(self, logs: dict[str, list[th.Tensor]]) -> None:
+        """:param logs: Logger key -> one scalar tensor per gradient step (their mean is kept)."""
+        for key, values in logs.items():
+            if values:
+                self[key] = values[0].detach() if len(values) == 1 else th.stack(values).mean().detach()
+
+    def flush(self, logger: Any) -> None:
+        """Record the latest value of each statistic (with ``policy_delay > 1``, the actor's may be from an earlier call)."""
+        for key, value in self.items():
+            logger.record(key, float(value))
+
+
 class FeedForwardBatches:
     """Batches of SB3's replay buffers (``ReplayBuffer``, ``DictReplayBuffer``, n-step, HER) as they are."""
 
