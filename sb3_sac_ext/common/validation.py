@@ -135,7 +135,13 @@ def _nonfinite_kind(array: Any) -> str | None:
 
 
 def check_finite(value: Any, quantity: str, context: str) -> None:
-    """Raise :class:`NonFiniteError` if ``value`` (array, or dict of arrays) holds NaN or inf."""
+    """
+    Raise :class:`NonFiniteError` if ``value`` (array, or dict of arrays) holds NaN or inf.
+
+    :param value: The value
+    :param quantity: What it is (``"reward"``), for the message
+    :param context: Where it was seen (the step), for the message
+    """
     if isinstance(value, dict):
         for key, item in value.items():
             check_finite(item, f"{quantity}[{key!r}]", context)
@@ -146,7 +152,14 @@ def check_finite(value: Any, quantity: str, context: str) -> None:
 
 
 def check_transition(new_obs: Any, reward: Any, infos: Any, num_timesteps: int) -> None:
-    """Checks done in ``_store_transition``, before the transition reaches the replay buffer."""
+    """
+    The checks of ``_store_transition``, before the transition reaches the replay buffer.
+
+    :param new_obs: The observations after the step
+    :param reward: The rewards
+    :param infos: The infos (their ``terminal_observation`` is checked too)
+    :param num_timesteps: The step, for the message
+    """
     context = f"step {num_timesteps} (num_timesteps)"
     check_finite(reward, "reward", context)
     check_finite(new_obs, "observation", context)
@@ -160,6 +173,9 @@ def check_predict_observation(observation: Any, space: spaces.Space) -> None:
     """
     Validate what ``predict`` receives: a tuple ``(obs, info)``, strings, wrong shapes and NaN/inf
     raise ``TypeError`` / ``ValueError`` / :class:`NonFiniteError` giving the expected shape.
+
+    :param observation: What ``predict`` received
+    :param space: The model's observation space
     """
     if isinstance(observation, tuple):
         hint = (

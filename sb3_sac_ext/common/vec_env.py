@@ -59,6 +59,9 @@ class SafeSubprocVecEnv(SubprocVecEnv):
     ``env_method``, ...) to the main process, which re-raises it with its own type and message (the
     worker's traceback is attached as a note). SB3's ``SubprocVecEnv`` raises an empty ``EOFError`` instead.
     Same arguments as ``SubprocVecEnv``.
+
+    :param env_fns: Functions that create the envs
+    :param start_method: ``multiprocessing`` start method (default: ``forkserver`` where available, else ``spawn``)
     """
 
     def __init__(self, env_fns: list[Callable[[], Any]], start_method: str | None = None):

@@ -272,7 +272,7 @@ def package_model(
     deterministic: bool = True,
 ) -> pathlib.Path:
     """
-    Write every file of the Hub repository into ``folder`` (see the module docstring); nothing is sent.
+    Write every file of the Hub repository into ``folder`` (listed in :mod:`sb3_sac_ext.hub`); nothing is sent.
 
     :param model: A SAC or DiscreteSAC model
     :param env_id: Gymnasium env id the model was trained on

@@ -107,7 +107,8 @@ def push_to_hub(
     deterministic: bool = True,
 ) -> str:
     """
-    Evaluate ``model``, package it locally (see the module docstring) and upload everything in one commit.
+    Evaluate ``model``, package it locally (:func:`~sb3_sac_ext.hub.package.package_model`) and upload everything in
+    one commit.
 
     :param model: A trained SAC or DiscreteSAC model
     :param repo_id: ``<user or org>/<name>``; RL Zoo's naming is ``<org>/<algo>-<EnvId>``

@@ -30,6 +30,10 @@ def save_replay_buffer(buffer: Any, path: PathLike) -> None:
     """
     Save a replay buffer without pickle, atomically: arrays as ``.npy`` members, the rest as tagged JSON.
     ``HerReplayBuffer`` keeps no env reference in the file (set it again on load).
+
+    :param buffer: The replay buffer (any SB3 buffer, or a subclass importable by its module path)
+    :param path: File path (``.zip`` is appended when it has no suffix) or a writable binary file
+    :raise TypeError: for a buffer class that cannot be re-imported by its module path
     """
     arrays: dict[str, np.ndarray] = {}
     encoder = Encoder(array_sink=arrays, array_min_size=1)
@@ -55,6 +59,10 @@ def load_replay_buffer(path: PathLike, device: Any = "cpu", allow_pickle: bool =
     Read a replay buffer saved by :func:`save_replay_buffer`. An SB3 pickled buffer (``.pkl``) is read
     only with ``allow_pickle=True``.
 
+    :param path: File path (``.zip``, then ``.pkl``, is tried when it does not exist) or a readable binary file
+    :param device: Torch device of the samples
+    :param allow_pickle: Whether a pickled buffer, or untrusted import paths, may be read
+    :return: The replay buffer (without env: set it again for ``HerReplayBuffer``)
     :raise PickleNotAllowedError: for a pickled buffer without ``allow_pickle``
     """
     path = read_path(path, ("zip", "pkl"))

@@ -41,7 +41,10 @@ from sb3_sac_ext.common.persistence.vec_normalize import save_vec_normalize as s
 
 
 def get_rng_state(model: Any = None) -> dict[str, Any]:
-    """Python ``random``, numpy's global RNG, torch (CPU and CUDA) and the model's action-space RNG, as JSON."""
+    """
+    :param model: The model whose action space's RNG is included, if any
+    :return: Python ``random``, numpy's global RNG, torch (CPU and CUDA) and the action-space RNG, as JSON data
+    """
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
@@ -62,7 +65,12 @@ def _jsonable_bitgen(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], model: Any = None) -> None:
-    """Restore what :func:`get_rng_state` returned."""
+    """
+    Restore what :func:`get_rng_state` returned.
+
+    :param state: The state
+    :param model: The model whose action space's RNG is restored, if any
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
@@ -186,7 +194,10 @@ def _read_checkpoint_meta(folder: pathlib.Path, verify: bool = True) -> dict[str
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[pathlib.Path]:
-    """Complete checkpoints directly in ``folder`` (those with a readable ``checkpoint.json``), oldest first."""
+    """
+    :param folder: A folder of checkpoints
+    :return: The complete checkpoints directly in it (those with a readable ``checkpoint.json``), oldest first
+    """
     found = []
     for child in pathlib.Path(folder).iterdir():
         if child.is_dir() and not child.name.startswith(".") and (child / CHECKPOINT_META).is_file():

@@ -44,7 +44,10 @@ class Unencodable(TypeError):
 
 
 def import_path(obj: Any) -> str | None:
-    """``"module:qualname"`` if ``obj`` can be re-imported by that path, else ``None``."""
+    """
+    :param obj: A class or function
+    :return: ``"module:qualname"`` if ``obj`` can be re-imported by that path, else ``None``
+    """
     module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
         return None
@@ -65,6 +68,10 @@ def resolve_import(path: str, allow_untrusted: bool = False, what: str = "") -> 
     """
     Import ``"module:qualname"``, only from :data:`TRUSTED_MODULES` unless ``allow_untrusted``.
 
+    :param path: The import path
+    :param allow_untrusted: Whether modules outside :data:`TRUSTED_MODULES` may be imported
+    :param what: What names it (file and item), for error messages
+    :return: The object
     :raise UntrustedImportError: for a module outside the allowlist
     :raise CorruptedFileError: if the path cannot be imported
     """
@@ -87,6 +94,7 @@ def resolve_import(path: str, allow_untrusted: bool = False, what: str = "") -> 
 
 
 def to_base64(raw: bytes) -> str:
+    """:return: ``raw`` as base64 text."""
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -358,6 +366,7 @@ class Decoder:
 
 
 def dumps(value: Any) -> bytes:
+    """:return: JSON data as the bytes of a member (NaN and inf allowed, as Python's ``json`` reads them)."""
     return json.dumps(value, indent=1, allow_nan=True).encode()
 
 

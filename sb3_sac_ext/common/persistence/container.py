@@ -55,13 +55,24 @@ class _HashingWriter(io.RawIOBase):
 
 
 class ContainerWriter:
-    """Writes members into a zip and, on close, a manifest with each member's sha256."""
+    """
+    Writes members into a zip and, on close, the manifest with each member's sha256 and size.
+
+    :param file: A writable binary file
+    :param kind: What the file holds: ``model``, ``replay_buffer`` or ``vec_normalize``
+    :param meta: More manifest entries (e.g. the algorithm)
+    """
 
     def __init__(self, file: Any, kind: str, meta: dict[str, Any]):
         self.zip = zipfile.ZipFile(file, "w", allowZip64=True)
         self.kind, self.meta, self.members = kind, meta, {}
 
     def write(self, name: str, data: bytes | Callable[[Any], None], compress: bool = False) -> None:
+        """
+        :param name: Member name
+        :param data: Its bytes, or a function that writes them into the file object it is given
+        :param compress: Deflate the member (JSON); arrays and tensors are stored as they are
+        """
         info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         with self.zip.open(info, "w", force_zip64=True) as raw:
@@ -73,6 +84,7 @@ class ContainerWriter:
         self.members[name] = {"sha256": writer.sha.hexdigest(), "size": writer.size}
 
     def close(self) -> None:
+        """Write the manifest and close the zip."""
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -118,12 +130,17 @@ class Container:
     """
     A verified sb3-sac-ext file: the manifest is checked (format, version, kind) and every member's
     sha256 is verified on open. Use :func:`open_container`.
+
+    :param zip_file: The open archive
+    :param name: The file's name, for error messages
+    :param manifest: Its verified manifest
     """
 
     def __init__(self, zip_file: zipfile.ZipFile, name: str, manifest: dict[str, Any]):
         self.zip, self.name, self.manifest = zip_file, name, manifest
 
     def read(self, member: str) -> bytes:
+        """:return: The bytes of ``member`` (typed errors when it is missing or damaged)."""
         try:
             return self.zip.read(member)
         except KeyError:
@@ -132,12 +149,14 @@ class Container:
             raise corrupted_error(self.name, e, member) from None
 
     def json(self, member: str) -> Any:
+        """:return: ``member`` parsed as JSON (typed errors when it is missing, damaged or not JSON)."""
         try:
             return json.loads(self.read(member).decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CorruptedFileError(f"{self.name}: member {member!r} is not valid JSON ({e})") from None
 
     def array(self, member: str) -> np.ndarray:
+        """:return: The ``.npy`` member ``member``, read with ``allow_pickle=False``."""
         try:
             with self.zip.open(member) as file:
                 return np.lib.format.read_array(file, allow_pickle=False)
@@ -183,7 +202,11 @@ READ_ERRORS = (
 
 
 def open_zip(path: PathLike) -> tuple[zipfile.ZipFile, str]:
-    """Open ``path`` as a zip archive, raising :class:`CorruptedFileError` for empty or non-zip files."""
+    """
+    :param path: A path or a readable binary file
+    :return: The open zip archive and the file's name
+    :raise CorruptedFileError: for an empty file or one that is not a zip archive
+    """
     name = file_name(path)
     if isinstance(path, pathlib.Path) and path.stat().st_size == 0:
         raise CorruptedFileError(f"{name} is empty (0 bytes): the save did not complete, or this is not a saved file")
@@ -245,6 +268,10 @@ def open_container(path: PathLike, kind: str, required: tuple[str, ...] = ()) ->
     """
     Open and verify an sb3-sac-ext file (format, version, kind, every member's sha256).
 
+    :param path: A path or a readable binary file
+    :param kind: What it must hold: ``model``, ``replay_buffer`` or ``vec_normalize``
+    :param required: Members it must list
+    :return: The verified container (close ``container.zip`` when done)
     :raise CorruptedFileError, ChecksumMismatchError, MissingMemberError, FormatVersionError, WrongAlgorithmError:
     """
     archive, name = open_zip(path)

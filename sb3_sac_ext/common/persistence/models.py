@@ -138,7 +138,7 @@ def _model_state(
 
 def save_model(model: Any, path: PathLike, exclude: Any = None, include: Any = None) -> None:
     """
-    Save ``model`` without pickle, atomically (see the module docstring for the format).
+    Save ``model`` without pickle, atomically (the format is described in :mod:`sb3_sac_ext.common.persistence`).
 
     :param model: A SAC or DiscreteSAC model
     :param path: File path (``.zip`` is appended when it has no suffix) or a writable binary file

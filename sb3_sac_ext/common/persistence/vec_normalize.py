@@ -18,7 +18,12 @@ _VECNORM_SETTINGS = ("training", "norm_obs", "norm_reward", "clip_obs", "clip_re
 
 
 def save_vec_normalize(vec_normalize: VecNormalize, path: PathLike) -> None:
-    """Save the statistics and settings of a ``VecNormalize`` without pickle, atomically."""
+    """
+    Save the statistics and settings of a ``VecNormalize`` without pickle, atomically.
+
+    :param vec_normalize: The wrapper
+    :param path: File path (``.zip`` is appended when it has no suffix) or a writable binary file
+    """
     encoder = Encoder(array_sink={}, array_min_size=1 << 62)
     state = {
         "settings": {key: getattr(vec_normalize, key) for key in _VECNORM_SETTINGS if hasattr(vec_normalize, key)},
@@ -53,6 +58,11 @@ def load_vec_normalize(path: PathLike, venv: VecEnv, allow_pickle: bool = False)
     """
     Wrap ``venv`` in a ``VecNormalize`` with the statistics saved by :func:`save_vec_normalize`. A file
     saved by SB3's ``VecNormalize.save`` (a pickle) is read only with ``allow_pickle=True``.
+
+    :param path: File path (``.zip``, then ``.pkl``, is tried when it does not exist) or a readable binary file
+    :param venv: The env to wrap (its observation keys and shapes must match the statistics)
+    :param allow_pickle: Whether a pickled file may be read
+    :return: The ``VecNormalize``
     """
     path = read_path(path, ("zip", "pkl"))
     name = file_name(path)
