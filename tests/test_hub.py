@@ -484,3 +484,27 @@ def test_cli_export_from_hub_repository(sac_model, server, tmp_path):
     session = ort.InferenceSession(str(out))
     obs = np.asarray(OBS, dtype=np.float32).reshape(-1, 3)
     np.testing.assert_allclose(session.run(None, {"obs": obs})[0], sac_model.predict(obs, deterministic=True)[0], atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ package layout
+
+
+def test_settings_set_on_the_package_reach_the_requests(monkeypatch):
+    monkeypatch.setattr(hub, "TIMEOUT", 3.5)
+    monkeypatch.setattr(hub, "RETRIES", 2)
+    assert hub.transport.TIMEOUT == hub.TIMEOUT == 3.5 and hub.transport.RETRIES == 2
+
+
+def test_commands_take_parsed_arguments(server, tmp_path, capsys):
+    import argparse
+
+    args = hub.add_pull_arguments(argparse.ArgumentParser()).parse_args(
+        ["me/none", "--revision", "main", "--endpoint", server.endpoint, "--cache-dir", str(tmp_path)]
+    )
+    assert hub.pull_command(args) == 2
+    assert "Repository 'me/none' does not exist" in capsys.readouterr().err
+    args = hub.add_push_arguments(argparse.ArgumentParser()).parse_args(
+        ["--repo-id", "me/x", "--model", str(tmp_path / "missing.zip"), "--endpoint", server.endpoint]
+    )
+    assert hub.push_command(args) == 2
+    assert "does not exist" in capsys.readouterr().err

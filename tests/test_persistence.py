@@ -459,3 +459,55 @@ def test_nan_loss_leaves_weights_unchanged(saved):
             assert th.equal(value, after[key]), key
     assert th.equal(temperature, model.temperature.value)
     model.train(gradient_steps=2, batch_size=32)  # recovers once the data is fine
+
+
+# ---------------------------------------------------------------------------------------------- package layout
+
+
+# Names that files, pickles and user code may hold as "sb3_sac_ext.common.persistence:<name>"
+OLD_PATHS = [
+    "SafeSubprocVecEnv",
+    "SafeCheckpointCallback",
+    "Encoder",
+    "Decoder",
+    "ContainerWriter",
+    "Container",
+    "save_model",
+    "load_model",
+    "read_parameters",
+    "save_replay_buffer",
+    "load_replay_buffer",
+    "save_vec_normalize",
+    "load_vec_normalize",
+    "save_checkpoint",
+    "load_checkpoint",
+    "list_checkpoints",
+    "get_rng_state",
+    "set_rng_state",
+    "check_finite",
+    "check_transition",
+    "check_predict_observation",
+    "atomic_write",
+    "resolve_import",
+    "_read_path",
+    "_is_our_format",
+]
+
+
+@pytest.mark.parametrize("name", OLD_PATHS)
+def test_old_import_paths_resolve(name):
+    found = persistence.resolve_import(f"sb3_sac_ext.common.persistence:{name}")
+    assert found is getattr(persistence, name)
+    # its new home is trusted too, so that files saved from now on load
+    path = f"{found.__module__}:{found.__qualname__}"
+    assert path.startswith("sb3_sac_ext.common.") and persistence.resolve_import(path) is found
+
+
+def test_sha256_file_and_space_schema(saved):
+    _, model, path = saved
+    assert persistence.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    # the one space schema is the one model files hold
+    with zipfile.ZipFile(path) as z:
+        data = json.loads(z.read("data.json"))
+    assert data["observation_space"]["::space"] == persistence.space_to_json(model.observation_space)
+    assert persistence.space_from_json(data["action_space"]["::space"]) == model.action_space

@@ -1,8 +1,11 @@
 """
-Argument checks shared by SAC and DiscreteSAC.
+Input checks shared by SAC and DiscreteSAC: constructor arguments, action spaces, and the observations and
+rewards that reach ``predict`` and the replay buffer.
 
-They raise :class:`~sb3_sac_ext.common.errors.InvalidHyperparameterError` (a ``ValueError``) naming the
-argument and what is accepted, and never use ``assert``, so they also hold under ``python -O``.
+They raise typed errors (:class:`~sb3_sac_ext.common.errors.InvalidHyperparameterError`,
+:class:`~sb3_sac_ext.common.errors.UnsupportedSpaceError`, :class:`~sb3_sac_ext.common.errors.NonFiniteError`,
+all ``ValueError``; ``TypeError`` for a wrong kind of observation) naming what is wrong and what is accepted, and
+never use ``assert``, so they also hold under ``python -O``.
 """
 
 import numbers
@@ -10,8 +13,9 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError, UnsupportedSpaceError
 
 OBJECTIVES = ("maximize", "minimize")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -117,3 +121,105 @@ def check_action_space(action_space: spaces.Space, supported: tuple[type[spaces.
             "Wrap the env to give the action space finite low and high values (e.g. gymnasium.wrappers.RescaleAction "
             "on a bounded space, or clip the action space)."
         )
+
+
+def _nonfinite_kind(array: Any) -> str | None:
+    array = np.asarray(array)
+    if array.dtype.kind not in "fc":
+        return None
+    if np.isnan(array).any():
+        return "NaN"
+    if not np.isfinite(array).all():
+        return "inf"
+    return None
+
+
+def check_finite(value: Any, quantity: str, context: str) -> None:
+    """
+    Raise :class:`NonFiniteError` if ``value`` (array, or dict of arrays) holds NaN or inf.
+
+    :param value: The value
+    :param quantity: What it is (``"reward"``), for the message
+    :param context: Where it was seen (the step), for the message
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{quantity}[{key!r}]", context)
+        return
+    kind = _nonfinite_kind(value)
+    if kind is not None:
+        raise NonFiniteError(f"{context}: the {quantity} contains {kind}")
+
+
+def check_transition(new_obs: Any, reward: Any, infos: Any, num_timesteps: int) -> None:
+    """
+    The checks of ``_store_transition``, before the transition reaches the replay buffer.
+
+    :param new_obs: The observations after the step
+    :param reward: The rewards
+    :param infos: The infos (their ``terminal_observation`` is checked too)
+    :param num_timesteps: The step, for the message
+    """
+    context = f"step {num_timesteps} (num_timesteps)"
+    check_finite(reward, "reward", context)
+    check_finite(new_obs, "observation", context)
+    for info in infos or ():
+        terminal = info.get("terminal_observation") if isinstance(info, dict) else None
+        if terminal is not None:
+            check_finite(terminal, "terminal observation", context)
+
+
+def check_predict_observation(observation: Any, space: spaces.Space) -> None:
+    """
+    Validate what ``predict`` receives: a tuple ``(obs, info)``, strings, wrong shapes and NaN/inf
+    raise ``TypeError`` / ``ValueError`` / :class:`NonFiniteError` giving the expected shape.
+
+    :param observation: What ``predict`` received
+    :param space: The model's observation space
+    """
+    if isinstance(observation, tuple):
+        hint = (
+            " (the output of env.reset() is (obs, info): pass obs only)"
+            if len(observation) == 2 and isinstance(observation[1], dict)
+            else ""
+        )
+        raise TypeError(f"predict() got a tuple{hint}; expected an observation of shape {_expected(space)}")
+    if isinstance(space, spaces.Dict):
+        if not isinstance(observation, dict):
+            raise TypeError(
+                f"predict() expects a dict observation with keys {list(space.spaces)}, got {type(observation).__name__}"
+            )
+        for key, sub in space.spaces.items():
+            if key not in observation:
+                raise ValueError(f"predict(): observation lacks the key {key!r}; expected keys {list(space.spaces)}")
+            _check_array(observation[key], sub, f"observation[{key!r}]")
+        return
+    _check_array(observation, space, "observation")
+
+
+def _expected(space: spaces.Space) -> str:
+    shape = getattr(space, "shape", None)
+    return f"{shape} or (n_envs, *{shape})" if shape is not None else str(space)
+
+
+def _box_shape_accepted(shape: tuple[int, ...], space: spaces.Box) -> bool:
+    """Single or batched observation; images also channel-last, which SB3's ``predict`` transposes itself."""
+    shapes = [space.shape]
+    if is_image_space(space, check_channels=False) and len(space.shape) == 3:
+        channels, height, width = space.shape
+        shapes.append((height, width, channels))
+    return any(shape == expected or shape[1:] == expected for expected in shapes)
+
+
+def _check_array(observation: Any, space: spaces.Space, what: str) -> None:
+    try:
+        array = np.asarray(observation)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"predict(): the {what} is not an array ({e}); expected shape {_expected(space)}") from None
+    if array.dtype.kind in "USOV":
+        raise TypeError(f"predict(): the {what} has dtype {array.dtype}; expected numbers of shape {_expected(space)}")
+    if isinstance(space, spaces.Box) and not _box_shape_accepted(array.shape, space):
+        raise ValueError(f"predict(): the {what} has shape {array.shape}; expected {_expected(space)}")
+    kind = _nonfinite_kind(array)
+    if kind is not None:
+        raise NonFiniteError(f"predict(): the {what} contains {kind}")
