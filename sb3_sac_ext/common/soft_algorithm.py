@@ -19,7 +19,7 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
-from sb3_sac_ext.common import distributed, persistence, training
+from sb3_sac_ext.common import distributed, persistence, training, validation
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
 from sb3_sac_ext.common.optim import OptimizerStep
@@ -499,10 +499,10 @@ class SoftOffPolicyMixin(EstimatorMixin):
         # A file in our format is read without pickle; SB3 zips go through SB3 (weights_only=True)
         if not isinstance(load_path_or_dict, dict):
             try:
-                path = persistence._read_path(load_path_or_dict, ("zip",))
+                path = persistence.read_path(load_path_or_dict, ("zip",))
             except FileNotFoundError:
                 path = None
-            if path is not None and persistence._is_our_format(path):
+            if path is not None and persistence.is_our_format(path):
                 load_path_or_dict = persistence.read_parameters(path, type(self), device)
         try:
             super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)  # type: ignore[misc]
@@ -529,7 +529,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         :class:`~sb3_sac_ext.common.errors.NonFiniteError` (set ``check_observations = False`` to opt out).
         """
         if getattr(self, "check_observations", True):
-            persistence.check_predict_observation(observation, self.observation_space)  # type: ignore[attr-defined]
+            validation.check_predict_observation(observation, self.observation_space)  # type: ignore[attr-defined]
         return super().predict(observation, state, episode_start, deterministic)  # type: ignore[misc]
 
     def _store_transition(
@@ -537,7 +537,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
     ) -> None:
         # NaN/inf rewards or observations never reach the replay buffer (cheap numpy checks)
 
-        persistence.check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
+        validation.check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
         if self._is_recurrent:
             rollout.before_store(self, replay_buffer)
             super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
