@@ -16,10 +16,10 @@ from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, IdentityEnv
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_sac_ext import SAC
+from sb3_sac_ext.commands.export import export_main
 from sb3_sac_ext.export import (
     ExportDependencyError,
     ExportFormatError,
-    export_main,
     export_policy,
     read_metadata,
     to_model_layout,
