@@ -63,6 +63,22 @@ def _metadata(model: Any, policy: ExportedPolicy, kind: str, input_space: Any, n
     return metadata
 
 
+def _frozen_copy(actor: Any) -> Any:
+    """
+    A CPU copy of ``actor`` in eval mode without gradients: the model is left untouched, and outputs of the
+    TorchScript module carry no grad_fn. gSDE's sampled exploration matrices (computed tensors, which deepcopy
+    refuses, and the distribution they were drawn from) are left out of the copy: the exported distribution needs
+    only ``log_std``.
+    """
+    dist = getattr(actor, "action_dist", None)
+    sampled = {
+        id(value): None
+        for value in (vars(dist).values() if dist is not None else ())
+        if isinstance(value, th.distributions.Distribution) or (isinstance(value, th.Tensor) and not value.is_leaf)
+    }
+    return copy.deepcopy(actor, sampled).cpu().eval().requires_grad_(False)
+
+
 def _copy_into_place(source: Path, path: Path) -> None:
     with atomic_write(path) as file, open(source, "rb") as written:
         shutil.copyfileobj(written, file)
@@ -118,8 +134,7 @@ def export_policy(
         # VecNormalize outputs float32: its input space is the env's, with the env's dtype
         input_space = normalize.observation_space
 
-    # A frozen CPU copy: the model is left untouched, and outputs of the TorchScript module carry no grad_fn
-    actor = copy.deepcopy(model.policy.actor).cpu().eval().requires_grad_(False)
+    actor = _frozen_copy(model.policy.actor)
     policy = ExportedPolicy(actor, obs_space, model.action_space, deterministic, bool(channels_last), normalize)
     example_arrays = example_inputs(input_space, _EXPORT_BATCH, seed=1)
     if policy.recurrent:
