@@ -30,7 +30,7 @@ PARSED: dict[str, tuple[object, Callable[[argparse.Namespace], int]]] = {
     "export": (export, export.export),
 }
 # The Hub's subcommands parse their own arguments (sb3_sac_ext.hub.push_main / pull_main)
-HUB: dict[str, tuple[object, Callable[[list[str]], int]]] = {"push": (push, push.push), "pull": (pull, pull.pull)}
+HUB: dict[str, tuple[object, Callable[[list[str]], int]]] = {"push": (push, push.push_main), "pull": (pull, pull.pull_main)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,10 +37,10 @@ def _progress_bar(study: Any, n_trials: int, stop: threading.Event) -> None:
     except ImportError:
         print("Progress bar skipped: tqdm is not installed")
         return
+    from optuna.trial import TrialState
+
     with tqdm(total=n_trials, desc="trials", unit="trial") as bar:
         while not stop.wait(1.0):
-            from optuna.trial import TrialState
-
             done = len({slot(t) for t in counted_trials(study.get_trials(deepcopy=False)) if t.state != TrialState.RUNNING})
             bar.n = min(done, n_trials)
             bar.refresh()
