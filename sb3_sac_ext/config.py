@@ -7,10 +7,12 @@ literals and an allowlist of names (activation functions, ``dict``) are accepted
 """
 
 import ast
+import importlib
 import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from torch import nn
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
@@ -85,8 +87,6 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     :param path: A YAML file in RL Zoo's format
     :return: Its content (env id -> hyperparameters)
     """
-    import yaml
-
     with open(path) as file:
         content = yaml.safe_load(file)
     if not isinstance(content, dict):
@@ -171,8 +171,6 @@ _RUN_SETTINGS = (
 
 
 def _import_by_name(dotted: str) -> Any:
-    import importlib
-
     module_name, _, attribute = dotted.rpartition(".")
     if not module_name:
         raise InvalidHyperparameterError(f"env_wrapper {dotted!r} must be a full name such as 'module.Class'")

@@ -3,10 +3,21 @@ What running an experiment needs, shared by the command line, tuning and the Hub
 vectorised envs built from hyperparameter settings, the logger of a run, and the replay loop of videos.
 """
 
+import importlib
+import os
+import shutil
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger, make_output_format
+from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+
 from sb3_sac_ext.common.errors import SB3SacExtError
+from sb3_sac_ext.config import get_env_wrapper, normalize_kwargs, parse_python_value
 
 
 def check_env_id(env_id: str) -> None:
@@ -14,12 +25,8 @@ def check_env_id(env_id: str) -> None:
     Raise a one-line error for an env id gymnasium does not know. As in ``gymnasium.make``, ``"module:EnvId"``
     first imports ``module`` (which registers its envs).
     """
-    import gymnasium as gym
-
     name = env_id
     if ":" in env_id:
-        import importlib
-
         module, _, name = env_id.partition(":")
         try:
             importlib.import_module(module)
@@ -28,8 +35,6 @@ def check_env_id(env_id: str) -> None:
     if name not in gym.registry:
         # Env packages that register on import, as RL Zoo's import_envs does (Atari: ale-py; RL Zoo's own envs,
         # e.g. PendulumNoVel-v1; POPGym's memory tasks, e.g. popgym-RepeatFirstEasy-v0)
-        import importlib
-
         for module in ("ale_py", "rl_zoo3.import_envs") + (("popgym",) if name.startswith("popgym") else ()):
             try:
                 importlib.import_module(module)
@@ -50,11 +55,7 @@ def run_dir(log_folder: str, algo: str, env_id: str, new: bool) -> Path:
     :return: The folder
     """
     base = Path(log_folder) / algo
-    ids = []
-    for path in base.glob(f"{env_id}_*"):
-        suffix = path.name[len(env_id) + 1 :]
-        if suffix.isdigit():
-            ids.append(int(suffix))
+    ids = _run_ids(base, env_id)
     if new:
         folder = base / f"{env_id}_{max(ids, default=0) + 1}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,40 @@ def run_dir(log_folder: str, algo: str, env_id: str, new: bool) -> Path:
     if not ids:
         raise SB3SacExtError(f"no trained model for {algo} on {env_id} under {base}")
     return base / f"{env_id}_{max(ids)}"
+
+
+def _run_ids(base: Path, env_id: str) -> list[int]:
+    """:return: The ``n`` of the run folders ``<base>/<EnvId>_<n>``."""
+    ids = []
+    for path in base.glob(f"{glob_escape(env_id)}_*"):
+        suffix = path.name[len(env_id) + 1 :]
+        if suffix.isdigit():
+            ids.append(int(suffix))
+    return ids
+
+
+def find_model(log_folder: str | os.PathLike, algo: str, env_id: str, exp_id: int = 0) -> Path:
+    """
+    Find a model saved the RL Zoo way: ``<log_folder>/<algo>/<env_id>_<exp_id>/<env_id>.zip``.
+
+    :param log_folder: The RL Zoo log folder (``-f``)
+    :param algo: Algorithm key (the folder name)
+    :param env_id: Environment id
+    :param exp_id: Experiment id; ``0``: the latest
+    :return: Path of the model file (``best_model.zip`` when the final one is missing)
+    :raise FileNotFoundError: When there is no such experiment or model file
+    """
+    algo_folder = Path(log_folder) / algo
+    if exp_id == 0:
+        ids = _run_ids(algo_folder, env_id)
+        if not ids:
+            raise FileNotFoundError(f"No experiment of {algo} on {env_id} in {algo_folder}")
+        exp_id = max(ids)
+    folder = algo_folder / f"{env_id}_{exp_id}"
+    for name in (f"{env_id}.zip", "best_model.zip"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"No {env_id}.zip or best_model.zip in {folder}")
 
 
 def make_env(
@@ -85,11 +120,6 @@ def make_env(
     :param render_mode: Passed to ``gym.make`` (``"rgb_array"`` to record videos)
     :return: The ``VecEnv``
     """
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
-
-    from sb3_sac_ext.config import get_env_wrapper, normalize_kwargs, parse_python_value
-
     env_kwargs = settings.get("env_kwargs") or {}
     if isinstance(env_kwargs, str):
         env_kwargs = parse_python_value(env_kwargs)
@@ -122,8 +152,6 @@ def make_logger(folder: Path, verbose: int, tensorboard_log: str | None = None) 
     :param tensorboard_log: Folder of the TensorBoard events (default: the run folder)
     :return: The logger
     """
-    from stable_baselines3.common.logger import Logger, make_output_format
-
     formats = [make_output_format("csv", str(folder))]
     if verbose > 0:
         formats.append(make_output_format("stdout", str(folder)))
@@ -147,8 +175,6 @@ def video_skip_reason() -> str | None:
 
         imageio_ffmpeg.get_ffmpeg_exe()
     except Exception:
-        import shutil
-
         if shutil.which("ffmpeg") is None:
             return "ffmpeg is not available (pip install imageio-ffmpeg, or install ffmpeg)"
     return None
@@ -164,8 +190,6 @@ def play(model: Any, env: Any, n_steps: int, deterministic: bool = True) -> None
     :param n_steps: Number of steps
     :param deterministic: Whether to use deterministic actions
     """
-    import numpy as np
-
     obs = env.reset()
     state, episode_starts = None, np.ones(env.num_envs, dtype=bool)
     for _ in range(n_steps):

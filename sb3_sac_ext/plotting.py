@@ -1,5 +1,5 @@
 """
-``sb3-sac-ext plot``: learning curves from a log folder, as RL Zoo's plot scripts draw them.
+Learning curves from a log folder, as RL Zoo's plot scripts draw them (the ``sb3-sac-ext plot`` command).
 
     sb3-sac-ext plot -f logs --env Pendulum-v1                 # every algorithm under logs/
     sb3-sac-ext plot -f logs --env CartPole-v1 --algo discrete_sac sac_ext -o cartpole.png
@@ -10,8 +10,7 @@ RL Zoo). Evaluation returns come from ``evaluations.npz`` (``EvalCallback``), tr
 standard deviation, against env steps; ``--per-run`` draws one line per run instead.
 """
 
-import argparse
-import sys
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,6 @@ from sb3_sac_ext.common.errors import SB3SacExtError
 
 def _monitor_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """:return: (env steps at the end of each episode, episode return), episodes of all envs in time order."""
-    import csv
-
     rows = []
     for path in sorted(run.glob("*.monitor.csv")) + sorted(run.glob("*/*.monitor.csv")):
         with open(path) as file:
@@ -154,28 +151,8 @@ def plot_learning_curves(
     return path
 
 
-def plot_main(argv: list[str] | None = None) -> int:
-    """
-    Entry point of ``sb3-sac-ext plot``.
-
-    :param argv: Arguments after ``plot``
-    :return: Exit status
-    """
-    parser = argparse.ArgumentParser(prog="sb3-sac-ext plot", description="Plot learning curves from a log folder")
-    parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
-    parser.add_argument("--env", default=None, help="only this env id (default: all)")
-    parser.add_argument("--algo", nargs="+", default=None, help="only these algorithm folders (default: all)")
-    parser.add_argument("-o", "--output", default=None, help="PNG file (default: <log folder>/learning_curves[_<env>].png)")
-    parser.add_argument("--smooth", type=int, default=10, help="moving-average window over training episodes (default: 10)")
-    parser.add_argument("--per-run", action="store_true", help="one line per run instead of mean and spread")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    output = args.output or str(
-        Path(args.log_folder) / (f"learning_curves_{args.env}.png" if args.env else "learning_curves.png")
-    )
-    try:
-        path = plot_learning_curves(args.log_folder, output, args.env, args.algo, args.smooth, args.per_run)
-    except (SB3SacExtError, ValueError, OSError) as e:
-        print(f"sb3-sac-ext plot: error: {e}", file=sys.stderr)
-        return 2
-    print(f"Saved plot to {path}")
-    return 0
+def __getattr__(name: str) -> Any:
+    # The command line moved above the features it uses: a tombstone with the new place instead of an import upward
+    if name == "plot_main":
+        raise AttributeError("sb3_sac_ext.plotting.plot_main moved to sb3_sac_ext.commands.plot.plot_main")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,32 +5,34 @@ RL Zoo integration: :func:`register` adds our algorithms to ``rl_zoo3`` under ne
     sb3_sac_ext.zoo.register()
     # then rl_zoo3's own code: python -m rl_zoo3.train --algo discrete_sac --env CartPole-v1
 
-Keys: ``sac_ext`` (:class:`sb3_sac_ext.SAC`, hyperparameters from our ``hyperparams/sac.yml``) and
-``discrete_sac`` (:class:`sb3_sac_ext.DiscreteSAC`, ``hyperparams/discrete_sac.yml``). RL Zoo's ``sac`` is
-never replaced. Registration fills rl_zoo3's ``ALGOS``, ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER``
-dicts, and makes ``ExperimentManager`` default to our YAML files for our keys (rl_zoo3 otherwise looks for
-``hyperparams/<algo>.yml`` inside its own package). Nothing happens at import time.
+One RL Zoo key per algorithm, from :mod:`sb3_sac_ext.registry`:
+
+- ``sac_ext``: :class:`sb3_sac_ext.SAC`, hyperparameters from our ``hyperparams/sac.yml``
+- ``discrete_sac``: :class:`sb3_sac_ext.DiscreteSAC`, ``hyperparams/discrete_sac.yml``
+
+RL Zoo's ``sac`` (SB3's) is never replaced. Registration fills rl_zoo3's ``ALGOS``, ``HYPERPARAMS_SAMPLER`` and
+``HYPERPARAMS_CONVERTER`` dicts, and makes ``ExperimentManager`` default to our YAML files for our keys (rl_zoo3
+otherwise looks for ``hyperparams/<algo>.yml`` inside its own package). Nothing happens at import time.
 """
 
 import functools
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
 from sb3_sac_ext.common.errors import SB3SacExtError
+from sb3_sac_ext.config import HYPERPARAMS_DIR
+from sb3_sac_ext.registry import ALGORITHMS, Algorithm
+from sb3_sac_ext.tuning.samplers import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-# RL Zoo key -> (class name in sb3_sac_ext, our tuning key, packaged YAML file name)
-ZOO_ALGOS: dict[str, tuple[str, str, str]] = {
-    "sac_ext": ("SAC", "sac", "sac.yml"),
-    "discrete_sac": ("DiscreteSAC", "discrete_sac", "discrete_sac.yml"),
-}
+# RL Zoo key -> algorithm (only our keys: RL Zoo's own ``sac`` must keep meaning SB3's SAC)
+ZOO_ALGOS: dict[str, Algorithm] = {algorithm.zoo_key: algorithm for algorithm in ALGORITHMS.values()}
 
 
 def hyperparams_path(zoo_key: str) -> Path:
     """:return: The packaged YAML file used for an RL Zoo key of ours."""
-    from sb3_sac_ext.config import HYPERPARAMS_DIR
-
-    return HYPERPARAMS_DIR / ZOO_ALGOS[zoo_key][2]
+    return HYPERPARAMS_DIR / ZOO_ALGOS[zoo_key].hyperparams_file
 
 
 def _require_rl_zoo() -> None:
@@ -71,13 +73,10 @@ def register() -> None:
     import rl_zoo3.hyperparams_opt as zoo_opt
     import rl_zoo3.utils as zoo_utils
 
-    import sb3_sac_ext
-    from sb3_sac_ext.tuning.samplers import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
-
-    for zoo_key, (class_name, tuning_key, _) in ZOO_ALGOS.items():
-        zoo_utils.ALGOS[zoo_key] = getattr(sb3_sac_ext, class_name)
-        zoo_opt.HYPERPARAMS_SAMPLER[zoo_key] = HYPERPARAMS_SAMPLER[tuning_key]
-        zoo_opt.HYPERPARAMS_CONVERTER[zoo_key] = HYPERPARAMS_CONVERTER[tuning_key]
+    for zoo_key, algorithm in ZOO_ALGOS.items():
+        zoo_utils.ALGOS[zoo_key] = algorithm.cls
+        zoo_opt.HYPERPARAMS_SAMPLER[zoo_key] = HYPERPARAMS_SAMPLER[algorithm.name]
+        zoo_opt.HYPERPARAMS_CONVERTER[zoo_key] = HYPERPARAMS_CONVERTER[algorithm.name]
     _patch_experiment_manager()
 
 
@@ -89,8 +88,6 @@ def zoo_main(entry: str, argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: Exit status
     """
-    import sys
-
     try:
         register()
     except SB3SacExtError as e:

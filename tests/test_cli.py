@@ -1,4 +1,7 @@
-"""``sb3-sac-ext train / enjoy / plot`` and one-line errors for bad input."""
+"""``sb3-sac-ext train / enjoy / plot``, the subcommands' help and one-line errors for bad input."""
+
+import subprocess
+import sys
 
 import pytest
 
@@ -127,7 +130,7 @@ def test_env_with_a_missing_package_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_tiny_hyperparams_are_valid():
-    from sb3_sac_ext.tuning.command import parse_pinned
+    from sb3_sac_ext.commands.tune import parse_pinned
 
     assert parse_pinned(TINY_HYPERPARAMS)["policy_kwargs"] == "dict(net_arch=[32, 32])"
 
@@ -194,3 +197,37 @@ def test_every_packaged_preset_builds_a_model(file_stem, entry):
         pytest.skip(f"{entry}: {e}")
     finally:
         env.close()
+
+
+def test_help_lists_every_subcommand(capsys):
+    """``sb3-sac-ext --help`` lists the seven subcommands; each has its own ``--help``, push and pull included."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("train", "enjoy", "tune", "plot", "push", "pull", "export"):
+        assert f"    {name}  " in out or f"    {name}\n" in out, out
+    for name, option in (("push", "--repo-id"), ("pull", "--revision"), ("export", "--output"), ("tune", "--n-trials")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: sb3-sac-ext {name}" in out and option in out
+
+
+def test_console_script_help():
+    """The console script's target (pyproject.toml) runs, here as ``python -m sb3_sac_ext.commands``."""
+    from tests._tune_helpers import REPO, env_vars
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_sac_ext.commands", "--help"], capture_output=True, text=True, env=env_vars(), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "{train,enjoy,tune,plot,export,push,pull}" in result.stdout
+    assert 'sb3-sac-ext = "sb3_sac_ext.commands:main"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_unknown_algorithm_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--algo", "ppo", "-f", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown algorithm 'ppo'" in err and len(err.strip().splitlines()) == 1

@@ -16,10 +16,10 @@ from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, IdentityEnv
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_sac_ext import SAC
+from sb3_sac_ext.commands.export import export_main
 from sb3_sac_ext.export import (
     ExportDependencyError,
     ExportFormatError,
-    export_main,
     export_policy,
     read_metadata,
     to_model_layout,
@@ -158,6 +158,22 @@ def test_distribution_parameters(tmp_path, case, suffix):
     for output, want in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(output, want.numpy(), atol=1e-5)
     assert read_metadata(path)["output_names"] == (["mean", "log_std"] if len(expected) == 2 else ["logits"])
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_gsde_distribution_parameters(tmp_path, suffix):
+    """gSDE: the exported log_std is the per-observation std of SB3's StateDependentNoiseDistribution, also after learn."""
+    model = SAC("MlpPolicy", IdentityEnvBox(-2.0, 3.0), use_sde=True, **tiny()).learn(30)
+    path = export_policy(model, tmp_path / f"policy{suffix}", deterministic=False)
+    obs = env_observations(model, 6)
+    mean, log_std = RUNNERS[suffix](path, obs)
+    actor = model.policy.actor
+    with th.no_grad():
+        obs_tensor, _ = model.policy.obs_to_tensor(model_obs(model, obs))
+        mean_want, log_std_param, extra = actor.get_action_dist_params(obs_tensor)
+        std_want = actor.action_dist.proba_distribution(mean_want, log_std_param, extra["latent_sde"]).distribution.stddev
+    np.testing.assert_allclose(mean, mean_want.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.exp(log_std), std_want.numpy(), rtol=1e-4)
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])

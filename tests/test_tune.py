@@ -243,3 +243,10 @@ def _env():
     from tests._tune_helpers import env_vars
 
     return env_vars()
+
+
+def test_search_spaces_follow_the_registry():
+    from sb3_sac_ext.registry import ALGORITHMS
+    from sb3_sac_ext.tuning import HYPERPARAMS_CONVERTER
+
+    assert set(HYPERPARAMS_SAMPLER) == set(HYPERPARAMS_CONVERTER) == set(ALGORITHMS)

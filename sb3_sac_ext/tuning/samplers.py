@@ -17,6 +17,8 @@ command line: they are not suggested, so they neither waste the search nor show 
 
 from typing import Any
 
+from sb3_sac_ext.registry import ALGORITHMS
+
 NET_ARCHS: dict[str, list[int]] = {
     "tiny": [32, 32],
     "small": [64, 64],
@@ -134,5 +136,10 @@ def sample_discrete_sac_params(trial: Any, n_actions: int, n_envs: int, addition
     return convert_discrete_sac_params(params)
 
 
-HYPERPARAMS_SAMPLER = {"sac": sample_sac_params, "discrete_sac": sample_discrete_sac_params}
-HYPERPARAMS_CONVERTER = {"sac": convert_sac_params, "discrete_sac": convert_discrete_sac_params}
+# Algorithm name (sb3_sac_ext.registry) -> (sampler, converter); every registered algorithm needs an entry
+_SEARCH_SPACES = {
+    "sac": (sample_sac_params, convert_sac_params),
+    "discrete_sac": (sample_discrete_sac_params, convert_discrete_sac_params),
+}
+HYPERPARAMS_SAMPLER = {name: _SEARCH_SPACES[name][0] for name in ALGORITHMS}
+HYPERPARAMS_CONVERTER = {name: _SEARCH_SPACES[name][1] for name in ALGORITHMS}

@@ -1,5 +1,5 @@
 """
-``sb3-sac-ext tune``: hyperparameter search from the command line (RL Zoo's option names where it has them).
+``sb3-sac-ext tune``: hyperparameter search with Optuna (RL Zoo's option names where it has them).
 
     sb3-sac-ext tune --algo sac --env Pendulum-v1 --n-trials 50 -n 20000 --n-seeds 2
     sb3-sac-ext tune --algo discrete_sac --env CartPole-v1 --storage postgresql://user@host/db --study-name cartpole
@@ -9,8 +9,18 @@ import argparse
 import sys
 from typing import Any
 
+import yaml
+
+from sb3_sac_ext.commands.common import run_command
 from sb3_sac_ext.common.errors import SB3SacExtError
-from sb3_sac_ext.tuning.study import PRUNERS, SAMPLERS, TuneConfig
+from sb3_sac_ext.tuning.config import PRUNERS, SAMPLERS, TuneConfig
+from sb3_sac_ext.tuning.study import run_tuning
+
+HELP = "search hyperparameters with Optuna"
+DESCRIPTION = (
+    "Search hyperparameters with Optuna. The study lives in --storage (default: a journal file under "
+    "the log folder): run the same command again to resume it, or start several workers on one database."
+)
 
 
 def parse_pinned(items: list[str]) -> dict[str, Any]:
@@ -20,8 +30,6 @@ def parse_pinned(items: list[str]) -> dict[str, Any]:
     :param items: ``key:value`` strings
     :return: The pinned hyperparameters
     """
-    import yaml
-
     pinned: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition(":")
@@ -35,13 +43,8 @@ def parse_pinned(items: list[str]) -> dict[str, Any]:
     return pinned
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """:return: The parser of ``sb3-sac-ext tune``."""
-    parser = argparse.ArgumentParser(
-        prog="sb3-sac-ext tune",
-        description="Search hyperparameters with Optuna. The study lives in --storage (default: a journal file under "
-        "the log folder): run the same command again to resume it, or start several workers on one database.",
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``tune`` to ``parser``."""
     parser.add_argument("--algo", default="sac", help="sac or discrete_sac (default: sac)")
     parser.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (default: Pendulum-v1)")
     parser.add_argument(
@@ -73,48 +76,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--progress", "-P", action="store_true", help="show a progress bar over the study's trials")
     parser.add_argument("--no-optim-plots", dest="plots", action="store_false", help="do not write the PNG plots")
     parser.add_argument("--create-only", action="store_true", help="create the study and stop (run once before many workers)")
-    return parser
+
+
+def tune(args: argparse.Namespace) -> int:
+    """Run (or resume) the study; see :func:`sb3_sac_ext.tuning.study.run_tuning` for the exit status."""
+    config = TuneConfig(
+        algo=args.algo,
+        env_id=args.env,
+        n_trials=args.n_trials,
+        n_timesteps=args.n_timesteps,
+        log_folder=args.log_folder,
+        n_seeds=args.n_seeds,
+        n_evaluations=args.n_evaluations,
+        eval_episodes=args.eval_episodes,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        storage=args.storage,
+        study_name=args.study_name,
+        n_jobs=args.n_jobs,
+        seed=args.seed,
+        hyperparams=parse_pinned(args.hyperparams),
+        hyperparams_file=args.hyperparams_file,
+        progress=args.progress,
+        n_startup_trials=args.n_startup_trials,
+        heartbeat_interval=args.heartbeat_interval,
+        device=args.device,
+        create_only=args.create_only,
+        plots=args.plots,
+    )
+    return run_tuning(config)
 
 
 def tune_main(argv: list[str] | None = None) -> int:
     """
-    Entry point of ``sb3-sac-ext tune``.
+    ``sb3-sac-ext tune`` as a function.
 
-    :param argv: Arguments after ``tune``
-    :return: Exit status (2 with a one-line message for bad input)
+    :param argv: Arguments after ``tune`` (``None``: ``sys.argv[1:]``)
+    :return: Exit status (2 with a one-line message for bad input, 130 when interrupted)
     """
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        from sb3_sac_ext.tuning.study import run_tuning
-
-        config = TuneConfig(
-            algo=args.algo,
-            env_id=args.env,
-            n_trials=args.n_trials,
-            n_timesteps=args.n_timesteps,
-            log_folder=args.log_folder,
-            n_seeds=args.n_seeds,
-            n_evaluations=args.n_evaluations,
-            eval_episodes=args.eval_episodes,
-            sampler=args.sampler,
-            pruner=args.pruner,
-            storage=args.storage,
-            study_name=args.study_name,
-            n_jobs=args.n_jobs,
-            seed=args.seed,
-            hyperparams=parse_pinned(args.hyperparams),
-            hyperparams_file=args.hyperparams_file,
-            progress=args.progress,
-            n_startup_trials=args.n_startup_trials,
-            heartbeat_interval=args.heartbeat_interval,
-            device=args.device,
-            create_only=args.create_only,
-            plots=args.plots,
-        )
-        return run_tuning(config)
-    except (SB3SacExtError, ValueError, FileNotFoundError, ImportError) as e:
-        print(f"sb3-sac-ext tune: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sb3-sac-ext tune: interrupted", file=sys.stderr)
-        return 130
+    parser = argparse.ArgumentParser(prog="sb3-sac-ext tune", description=DESCRIPTION)
+    configure(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_command("tune", lambda: tune(args))
