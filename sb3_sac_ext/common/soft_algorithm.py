@@ -21,6 +21,7 @@ from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
 from sb3_sac_ext.common import distributed, persistence, training, validation
 from sb3_sac_ext.common.estimator import EstimatorMixin
+from sb3_sac_ext.common.export import export_policy
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
@@ -376,7 +377,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
     ) -> Any:
         """
         Export the policy, preprocessing included, as ONNX (``.onnx``) or TorchScript (``.pt``);
-        see :func:`sb3_sac_ext.export.export_policy` (ONNX needs ``pip install "sb3-sac-ext[export]"``).
+        see :func:`sb3_sac_ext.common.export.export_policy` (ONNX needs ``pip install "sb3-sac-ext[export]"``).
 
         :param path: Output file (its suffix selects the format unless ``format`` is given)
         :param format: ``"onnx"`` or ``"torchscript"``
@@ -386,8 +387,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         :param kwargs: Further arguments of ``export_policy`` (``channels_last``, ``verify``)
         :return: Path of the written file
         """
-        from sb3_sac_ext.export import export_policy
-
         return export_policy(self, path, format, deterministic=deterministic, opset=opset, normalize=normalize, **kwargs)
 
     # ----------------------------------------------------------------- persistence

@@ -13,9 +13,9 @@ import torch as th
 from gymnasium import spaces
 
 from sb3_sac_ext.common.errors import SB3SacExtError
-from sb3_sac_ext.export.graph import ExportedPolicy
-from sb3_sac_ext.export.layout import example_inputs, to_model_layout
-from sb3_sac_ext.export.writers import load_torchscript
+from sb3_sac_ext.common.export.graph import ExportedPolicy
+from sb3_sac_ext.common.export.layout import example_inputs, to_model_layout
+from sb3_sac_ext.common.export.writers import load_torchscript
 
 # Batch size of the verification inputs and steps of the sequence that verifies a recurrent export
 VERIFY_BATCH = 5

@@ -19,7 +19,7 @@ import torch as th
 from torch import nn
 
 from sb3_sac_ext.common.errors import SB3SacExtError
-from sb3_sac_ext.export.graph import DictInputPolicy, ExportedPolicy
+from sb3_sac_ext.common.export.graph import DictInputPolicy, ExportedPolicy
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
 INSTALL_HINT = 'pip install "sb3-sac-ext[export]"'

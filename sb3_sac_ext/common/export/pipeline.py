@@ -15,10 +15,10 @@ from typing import Any
 import torch as th
 
 from sb3_sac_ext.common.persistence import atomic_write
-from sb3_sac_ext.export.graph import ExportedPolicy
-from sb3_sac_ext.export.layout import detect_channels_last, example_inputs, space_to_json, transpose_space
-from sb3_sac_ext.export.verify import verification_steps, verify_onnx, verify_torchscript
-from sb3_sac_ext.export.writers import add_onnx_metadata, require, resolve_format, write_onnx, write_torchscript
+from sb3_sac_ext.common.export.graph import ExportedPolicy
+from sb3_sac_ext.common.export.layout import detect_channels_last, example_inputs, space_to_json, transpose_space
+from sb3_sac_ext.common.export.verify import verification_steps, verify_onnx, verify_torchscript
+from sb3_sac_ext.common.export.writers import add_onnx_metadata, require, resolve_format, write_onnx, write_torchscript
 from sb3_sac_ext.version import __version__
 
 # Batch size of the example inputs traced at export time
