@@ -7,6 +7,7 @@ its meaning), so ``sklearn.base.clone(model)`` gives an untrained copy with the 
 
 from typing import Any, TypeVar
 
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 SelfEstimator = TypeVar("SelfEstimator", bound="EstimatorMixin")
@@ -85,8 +86,6 @@ class EstimatorMixin:
             if env is None:
                 raise ValueError("score() needs an env: the model has none (pass env=...)")
         elif isinstance(env, str):
-            from stable_baselines3.common.env_util import make_vec_env
-
             env = make_vec_env(env, n_envs=1)
         mean_return, _ = evaluate_policy(self, env, n_eval_episodes=n_eval_episodes, deterministic=deterministic)  # type: ignore[arg-type]
         return float(mean_return)
