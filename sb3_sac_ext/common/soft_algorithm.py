@@ -285,19 +285,19 @@ class SoftOffPolicyMixin(EstimatorMixin):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> Any:
-        distributed = self._distributed
-        if distributed is not None:
+        state = self._distributed
+        if state is not None:
             self._convert_train_freq_again()
             if self.train_freq.unit == TrainFrequencyUnit.EPISODE:  # type: ignore[has-type]
                 raise InvalidHyperparameterError(
                     "train_freq in episodes is not supported in data-parallel training: the ranks would do different "
                     "numbers of updates; use a number of steps"
                 )
-            distributed.check_settings(distributed.model_settings(self, total_timesteps, reset_num_timesteps))
-            distributed.connect_peers()
-            distributed.broadcast_model(self)
-            distributed.reset_stop()
-            if distributed.rank != 0:
+            state.check_settings(distributed.model_settings(self, total_timesteps, reset_num_timesteps))
+            state.connect_peers()
+            state.broadcast_model(self)
+            state.reset_stop()
+            if state.rank != 0:
                 # Rank 0 alone logs, evaluates, checkpoints and shows progress: callbacks run there only
                 self.set_logger(Logger(folder=None, output_formats=[]))  # type: ignore[attr-defined]
                 callback, progress_bar = None, False
@@ -306,10 +306,10 @@ class SoftOffPolicyMixin(EstimatorMixin):
         )
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:
-        distributed = self._distributed
-        if distributed is None:
+        state = self._distributed
+        if state is None:
             return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
-        if distributed.stop_agreed():
+        if state.stop_agreed():
             # A rank (rank 0's callbacks) asked to stop during the last rollout: every rank ends here, together
             return RolloutReturn(0, 0, continue_training=False)
         # Once training runs after every rollout (learning_starts passed, a fixed number of gradient steps) and no
@@ -324,10 +324,10 @@ class SoftOffPolicyMixin(EstimatorMixin):
         rollout = super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
         if piggyback:
             if not rollout.continue_training:
-                distributed.request_stop()
+                state.request_stop()
                 rollout = rollout._replace(continue_training=True)
             return rollout
-        keep_going = distributed.sync_rollout(rollout.continue_training, self._vec_normalize_env)  # type: ignore[attr-defined]
+        keep_going = state.sync_rollout(rollout.continue_training, self._vec_normalize_env)  # type: ignore[attr-defined]
         if keep_going != rollout.continue_training:
             rollout = rollout._replace(continue_training=keep_going)
         return rollout
@@ -351,18 +351,18 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 progress_bar=progress_bar,
             )
         except BaseException as e:
-            distributed = self._distributed
-            if distributed is not None and not isinstance(e, DistributedSettingsError):
+            state = self._distributed
+            if state is not None and not isinstance(e, DistributedSettingsError):
                 # The other ranks fail at once (connection closed) instead of waiting for the timeout. A settings
                 # mismatch is raised by every rank at the same point: the group stays usable.
-                distributed.abort()
+                state.abort()
             raise
 
     @property
     def is_main_process(self) -> bool:
         """Whether this process logs, evaluates and saves: rank 0, or any process outside data-parallel training."""
-        distributed = self._distributed
-        return distributed is None or distributed.rank == 0
+        state = self._distributed
+        return state is None or state.rank == 0
 
     # ----------------------------------------------------------------- deployment
 
