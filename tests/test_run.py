@@ -7,7 +7,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-from _helpers import MODEL_LIST, TINY_SETTINGS, clone_params, env_id, make_env, tiny_model, tiny_sac
+from _helpers import MODEL_LIST, TINY, clone_params, env_id, make_env, tiny_model, tiny_sac
 from sb3_sac_ext import DiscreteSAC
 
 N_STEPS = 200
@@ -39,7 +39,7 @@ def test_run_action_noise(action_noise_class):
     model = learn_and_check(tiny_sac(action_noise=action_noise, seed=0))
     assert model.num_timesteps == N_STEPS
     # train_freq=1, gradient_steps=1: one update per step once learning_starts is reached
-    assert model._n_updates == N_STEPS - TINY_SETTINGS[type(model)]["learning_starts"]
+    assert model._n_updates == N_STEPS - TINY["learning_starts"]
 
 
 @pytest.mark.parametrize("model_class", MODEL_LIST)

@@ -186,15 +186,11 @@ def test_frame_stack_atari_like(model_class):
 def test_her_continuous_bit_flipping(tmp_path):
     n_bits = 4
     env = BitFlippingEnv(n_bits=n_bits, continuous=True, max_steps=n_bits)
-    model = SAC(
-        "MultiInputPolicy",
+    model = tiny_sac(
         env,
+        policy="MultiInputPolicy",
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"),
-        learning_starts=50,
-        buffer_size=1000,
-        batch_size=64,
-        policy_kwargs=dict(net_arch=[64, 64]),
         seed=0,
     )
     assert isinstance(model.replay_buffer, HerReplayBuffer)
