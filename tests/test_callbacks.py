@@ -1,7 +1,8 @@
-"""SB3's test_callbacks.py adapted: evaluation, checkpoints and custom callbacks during SAC's learn()."""
+"""SB3's test_callbacks.py for our algorithms: evaluation, checkpoints and custom callbacks during learn()."""
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from stable_baselines3.common.callbacks import (
     BaseCallback,
     CallbackList,
@@ -12,8 +13,7 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.monitor import Monitor
 
-from _sac_helpers import tiny_sac
-from sb3_sac_ext import SAC
+from _helpers import MODEL_LIST, make_env, tiny_model, tiny_sac
 
 
 class RecordingCallback(BaseCallback):
@@ -41,13 +41,16 @@ class RecordingCallback(BaseCallback):
         self.training_ended = True
 
 
-def test_eval_and_checkpoint_callbacks(tmp_path):
-    model = tiny_sac(seed=0)
-    eval_env = Monitor(gym.make("Pendulum-v1", max_episode_steps=20))
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_eval_and_checkpoint_callbacks(tmp_path, model_class):
+    model = tiny_model(model_class, seed=0)
+    eval_env = Monitor(make_env(model_class, max_episode_steps=20))
     eval_callback = EvalCallback(
         eval_env, eval_freq=50, n_eval_episodes=2, best_model_save_path=str(tmp_path / "best"), log_path=str(tmp_path / "eval")
     )
-    checkpoint = CheckpointCallback(save_freq=60, save_path=str(tmp_path / "ckpt"), name_prefix="sac", save_replay_buffer=True)
+    checkpoint = CheckpointCallback(
+        save_freq=60, save_path=str(tmp_path / "ckpt"), name_prefix="model", save_replay_buffer=True
+    )
     recorder = RecordingCallback()
     model.learn(130, callback=CallbackList([eval_callback, checkpoint, recorder]))
 
@@ -56,14 +59,14 @@ def test_eval_and_checkpoint_callbacks(tmp_path):
     np.testing.assert_array_equal(evaluations["timesteps"], [50, 100])
     assert evaluations["results"].shape == (2, 2)
     assert np.isfinite(eval_callback.best_mean_reward)
-    best = SAC.load(tmp_path / "best" / "best_model.zip")
+    best = model_class.load(tmp_path / "best" / "best_model.zip")
     assert best.num_timesteps in (50, 100)
 
     # Checkpoints at steps 60 and 120, with their replay buffers
     for step in (60, 120):
-        assert (tmp_path / "ckpt" / f"sac_{step}_steps.zip").is_file()
-        assert (tmp_path / "ckpt" / f"sac_replay_buffer_{step}_steps.pkl").is_file()
-    checkpoint_model = SAC.load(tmp_path / "ckpt" / "sac_120_steps.zip")
+        assert (tmp_path / "ckpt" / f"model_{step}_steps.zip").is_file()
+        assert (tmp_path / "ckpt" / f"model_replay_buffer_{step}_steps.pkl").is_file()
+    checkpoint_model = model_class.load(tmp_path / "ckpt" / "model_120_steps.zip")
     assert checkpoint_model.num_timesteps == 120
 
     assert recorder.training_started and recorder.training_ended
@@ -71,8 +74,9 @@ def test_eval_and_checkpoint_callbacks(tmp_path):
     assert recorder.rollouts == 130  # train_freq=1: one rollout per step
 
 
-def test_custom_callback_stops_training():
-    model = tiny_sac(seed=0)
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_custom_callback_stops_training(model_class):
+    model = tiny_model(model_class, seed=0)
     recorder = RecordingCallback(stop_at=70)
     model.learn(500, callback=recorder)
     assert model.num_timesteps == 70

@@ -1,14 +1,17 @@
-"""SB3's test_custom_policy.py and test_train_eval_mode.py adapted to SAC's policies."""
+"""SB3's test_custom_policy.py and test_train_eval_mode.py for our policies."""
 
 import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.envs import IdentityEnv
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from _sac_helpers import clone_params, tiny_sac
+from _helpers import clone_params, tiny_model, tiny_sac
+from sb3_sac_ext import SAC, DiscreteSAC
+from sb3_sac_ext.discrete_sac.policies import CategoricalActor, EnsembleDiscreteCritic
 
 
 class FlattenBatchNormDropoutExtractor(BaseFeaturesExtractor):
@@ -156,8 +159,6 @@ def test_custom_optimizer(optimizer_class, optimizer_kwargs):
 @pytest.mark.parametrize("algo", ["sac", "discrete_sac", "sac_lstm"])
 def test_set_training_mode_after_direct_train_eval_calls(algo):
     """set_training_mode skips calls that change nothing, but still undoes a user's own train()/eval() calls."""
-    from sb3_sac_ext import SAC, DiscreteSAC
-
     if algo == "discrete_sac":
         model = DiscreteSAC("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]), device="cpu")
     else:
@@ -181,3 +182,14 @@ def test_set_training_mode_after_direct_train_eval_calls(algo):
     policy.set_training_mode(False)
     assert modes(policy.critic) == {False}
     assert modes(policy.critic_target) == {False}
+
+
+def test_discrete_policy_classes():
+    model = tiny_model(DiscreteSAC, IdentityEnv(3))
+    assert isinstance(model.actor, CategoricalActor)
+    assert isinstance(model.critic, EnsembleDiscreteCritic)
+    # One Q-value per action for every critic: (n_critics, batch, n_actions)
+    q_KBA = model.critic.q_values(model.policy.obs_to_tensor(np.arange(3))[0])
+    assert q_KBA.shape == (2, 3, 3)
+    # The target is never optimised
+    assert not any(p.requires_grad for p in model.critic_target.parameters())

@@ -1,4 +1,4 @@
-"""Save / load: exact round trip of everything SAC learns, and models saved by Stable-Baselines3's SAC."""
+"""Save / load: exact round trip of everything our algorithms learn, and models saved by Stable-Baselines3's SAC."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,14 +7,24 @@ import stable_baselines3 as sb3
 import torch as th
 from stable_baselines3.common.logger import configure
 
-from _sac_helpers import TINY, assert_state_dicts_equal, clone_params, tiny_sac
+from _helpers import (
+    MODEL_LIST,
+    TINY,
+    assert_state_dicts_equal,
+    changed,
+    clone_params,
+    make_env,
+    sample_observations,
+    tiny_model,
+    tiny_sac,
+)
 from sb3_sac_ext import SAC
 from sb3_sac_ext.common.schedules import CosineDecay, ExponentialDecay, LinearDecay
 
 OBS = np.random.default_rng(0).uniform(-1, 1, size=(16, 3)).astype(np.float32)
 
 
-def all_state(model: SAC) -> dict:
+def all_state(model) -> dict:
     """Every state dict and loose tensor the model learns, by name."""
     state = {
         "actor": model.actor.state_dict(),
@@ -32,9 +42,11 @@ def all_state(model: SAC) -> dict:
     return state
 
 
+@pytest.mark.parametrize("model_class", MODEL_LIST)
 @pytest.mark.parametrize("ent_coef", ["auto", 0.05])
-def test_save_load_exact(tmp_path, ent_coef):
-    model = tiny_sac(
+def test_save_load_exact(tmp_path, model_class, ent_coef):
+    model = tiny_model(
+        model_class,
         ent_coef=ent_coef,
         learning_rate=LinearDecay(1e-3, 1e-4),
         qf_learning_rate=ExponentialDecay(1e-3, 1e-5),
@@ -46,12 +58,18 @@ def test_save_load_exact(tmp_path, ent_coef):
     # The optimizers carry learned moments (the comparison below is not vacuous)
     assert any("exp_avg" in s for s in state["actor.optimizer"]["state"].values())
     assert any("exp_avg" in s for s in state["critic.optimizer"]["state"].values())
-    actions_before, _ = model.predict(OBS, deterministic=True)
-    path = tmp_path / "sac.zip"
+    obs = sample_observations(model, 16)
+    actions_before, _ = model.predict(obs, deterministic=True)
+    path = tmp_path / "model.zip"
     model.save(path)
 
-    loaded = SAC.load(path, env=gym.make("Pendulum-v1"))
+    loaded = model_class.load(path, env=make_env(model_class))
+    assert type(loaded.policy) is type(model.policy)
     assert_state_dicts_equal(state, all_state(loaded), "model")
+    for name, optimizer in model.optimizers.items():
+        assert_state_dicts_equal(optimizer.state_dict(), loaded.optimizers[name].state_dict(), name)
+    expected_optimizers = {"actor", "critic", "ent_coef"} if ent_coef == "auto" else {"actor", "critic"}
+    assert set(loaded.optimizers) == expected_optimizers
     assert loaded.num_timesteps == model.num_timesteps == 120
     assert loaded._n_updates == model._n_updates
     assert loaded.lr_schedules == model.lr_schedules
@@ -63,16 +81,22 @@ def test_save_load_exact(tmp_path, ent_coef):
         assert loaded.temperature.log_ent_coef is loaded.log_ent_coef
         assert th.equal(loaded.temperature.value, model.temperature.value)
     else:
+        assert loaded.ent_coef_optimizer is None
         assert float(loaded.temperature.value) == pytest.approx(0.05)
     assert loaded.target_entropy == model.target_entropy
     assert loaded.get_params().keys() == model.get_params().keys()
-    actions_after, _ = loaded.predict(OBS, deterministic=True)
+    # Aliases point to the loaded policy's networks
+    assert loaded.actor is loaded.policy.actor and loaded.critic is loaded.policy.critic
+    assert loaded.critic_target is loaded.policy.critic_target
+    actions_after, _ = loaded.predict(obs, deterministic=True)
     np.testing.assert_array_equal(actions_before, actions_after)
 
     # Continue learning from the loaded model
     loaded.learn(60, reset_num_timesteps=False)
     assert loaded.num_timesteps == 180
-    assert not th.equal(state["actor"]["mu.weight"], loaded.actor.state_dict()["mu.weight"])
+    assert changed(state["actor"], loaded.actor)
+    if model_class is SAC:
+        assert not th.equal(state["actor"]["mu.weight"], loaded.actor.state_dict()["mu.weight"])
 
 
 def test_save_load_continue_training_matches(tmp_path):

@@ -1,6 +1,7 @@
-"""Clear, typed errors for bad arguments and unsupported spaces, also under ``python -O`` (no asserts)."""
+"""Clear, typed errors for bad arguments and unsupported spaces of both algorithms, also under ``python -O`` (no asserts)."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
+from _helpers import MODEL_LIST, env_id, tiny_model
 from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, SB3SacExtError, UnsupportedSpaceError
 
@@ -56,38 +58,73 @@ HYPERPARAMETER_CASES = {
     "qf_learning_rate_negative": (dict(qf_learning_rate=-1e-3), "qf_learning_rate"),
 }
 
+# Per algorithm: the action spaces it refuses, and text the message must contain
 SPACE_CASES = {
-    "discrete": (spaces.Discrete(3), "Discrete"),
-    "multi_discrete": (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
-    "multi_binary": (spaces.MultiBinary(2), "MultiBinary"),
-    "infinite_high": (spaces.Box(low=-1.0, high=np.inf, shape=(2,), dtype=np.float32), "finite"),
-    "infinite_low": (spaces.Box(low=-np.inf, high=np.inf, shape=(1,), dtype=np.float32), "finite"),
+    "SAC": {
+        "discrete": (spaces.Discrete(3), "Discrete"),
+        "multi_discrete": (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
+        "multi_binary": (spaces.MultiBinary(2), "MultiBinary"),
+        "infinite_high": (spaces.Box(low=-1.0, high=np.inf, shape=(2,), dtype=np.float32), "finite"),
+        "infinite_low": (spaces.Box(low=-np.inf, high=np.inf, shape=(1,), dtype=np.float32), "finite"),
+    },
+    "DiscreteSAC": {
+        "box": (spaces.Box(-1, 1, shape=(2,), dtype=np.float32), "gymnasium.spaces.Discrete"),
+        "multi_discrete": (spaces.MultiDiscrete([2, 3]), "gymnasium.spaces.Discrete"),
+        "multi_binary": (spaces.MultiBinary(3), "gymnasium.spaces.Discrete"),
+        "discrete_offset": (spaces.Discrete(3, start=1), "starting at 0"),
+    },
 }
+SPACE_IDS = [(algo, case) for algo, cases in SPACE_CASES.items() for case in sorted(cases)]
 
 
+@pytest.mark.parametrize("model_class", MODEL_LIST)
 @pytest.mark.parametrize("case", sorted(HYPERPARAMETER_CASES))
-def test_bad_hyperparameter(case):
+def test_bad_hyperparameter(model_class, case):
     kwargs, needle = HYPERPARAMETER_CASES[case]
     with pytest.raises(InvalidHyperparameterError, match=needle) as info:
-        SAC("MlpPolicy", "Pendulum-v1", **{"buffer_size": 1000, "batch_size": 64, **kwargs})
+        model_class("MlpPolicy", env_id(model_class), **{"buffer_size": 1000, "batch_size": 64, **kwargs})
     assert isinstance(info.value, ValueError) and isinstance(info.value, SB3SacExtError)
     # Code written against SB3, which asserts, catches it too
     assert isinstance(info.value, AssertionError)
 
 
-def test_hyperparameters_checked_before_env_is_built():
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_hyperparameters_checked_before_env_is_built(model_class):
     # No env is needed to report a bad argument
     with pytest.raises(InvalidHyperparameterError, match="gamma"):
-        SAC("MlpPolicy", None, gamma=2.0)
+        model_class("MlpPolicy", None, gamma=2.0)
 
 
-@pytest.mark.parametrize("case", sorted(SPACE_CASES))
-def test_unsupported_action_space(case):
-    action_space, needle = SPACE_CASES[case]
-    with pytest.raises(UnsupportedSpaceError, match=needle) as info:
-        SAC("MlpPolicy", SpaceEnv(action_space), buffer_size=1000)
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+@pytest.mark.parametrize("argument", ["learning_rate", "qf_learning_rate", "ent_coef_learning_rate"])
+@pytest.mark.parametrize("value", ["lin_", "foo_1e-3", "exp_1e-3", -1.0, float("nan"), [1e-3], True])
+def test_bad_learning_rate_raises(model_class, argument, value):
+    with pytest.raises(InvalidHyperparameterError, match=argument):
+        tiny_model(model_class, **{argument: value})
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+@pytest.mark.parametrize("ent_coef", ["auto_", "auto_abc", "auto_-0.1", "auto_0", "autox", "fixed", "", -0.5, None])
+def test_bad_ent_coef_raises(model_class, ent_coef):
+    with pytest.raises(InvalidHyperparameterError, match="ent_coef"):
+        tiny_model(model_class, ent_coef=ent_coef)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+@pytest.mark.parametrize("target_entropy", ["foo", None])
+def test_bad_target_entropy_raises(model_class, target_entropy):
+    with pytest.raises(InvalidHyperparameterError, match="target_entropy"):
+        tiny_model(model_class, target_entropy=target_entropy)
+
+
+@pytest.mark.parametrize("algo, case", SPACE_IDS, ids=[f"{algo}-{case}" for algo, case in SPACE_IDS])
+def test_unsupported_action_space(algo, case):
+    model_class = SAC if algo == "SAC" else DiscreteSAC
+    action_space, needle = SPACE_CASES[algo][case]
+    with pytest.raises(UnsupportedSpaceError, match=re.escape(needle)) as info:
+        model_class("MlpPolicy", SpaceEnv(action_space), buffer_size=1000)
     assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)
-    assert "SAC" in str(info.value)
+    assert algo in str(info.value)
 
 
 def test_sb3_assert_handlers_catch_our_errors():
@@ -96,7 +133,7 @@ def test_sb3_assert_handlers_catch_our_errors():
         SAC("MlpPolicy", "CartPole-v1")
 
 
-@pytest.mark.parametrize("algo", ["SAC", "DiscreteSAC"])
+@pytest.mark.parametrize("model_class", MODEL_LIST)
 @pytest.mark.parametrize(
     "case",
     [
@@ -109,20 +146,19 @@ def test_sb3_assert_handlers_catch_our_errors():
     ],
     ids=["buffer_smaller_than_batch", "buffer_size_zero", "gamma_zero", "learning_starts_negative", "gradient_steps_negative"],
 )
-def test_settings_sb3_accepts_train(algo, case):
-    cls = SAC if algo == "SAC" else DiscreteSAC
-    env = "Pendulum-v1" if algo == "SAC" else "CartPole-v1"
-    model = cls("MlpPolicy", env, **{"learning_starts": 30, "policy_kwargs": dict(net_arch=[16]), **case})
+def test_settings_sb3_accepts_train(model_class, case):
+    model = model_class(
+        "MlpPolicy", env_id(model_class), **{"learning_starts": 30, "policy_kwargs": dict(net_arch=[16]), **case}
+    )
     model.learn(80)
     assert model._n_updates > 0
     assert all(th.isfinite(tensor).all() for tensor in model.policy.state_dict().values())
 
 
-@pytest.mark.parametrize("algo", ["SAC", "DiscreteSAC"])
-def test_tau_zero_freezes_target_and_gradient_steps_zero_only_collects(algo):
-    cls = SAC if algo == "SAC" else DiscreteSAC
-    env = "Pendulum-v1" if algo == "SAC" else "CartPole-v1"
-    model = cls("MlpPolicy", env, tau=0.0, learning_starts=30, policy_kwargs=dict(net_arch=[16]), seed=0)
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_tau_zero_freezes_target_and_gradient_steps_zero_only_collects(model_class):
+    env = env_id(model_class)
+    model = model_class("MlpPolicy", env, tau=0.0, learning_starts=30, policy_kwargs=dict(net_arch=[16]), seed=0)
     target = {k: v.clone() for k, v in model.critic_target.state_dict().items()}
     critic = {k: v.clone() for k, v in model.critic.state_dict().items()}
     model.learn(80)
@@ -130,7 +166,7 @@ def test_tau_zero_freezes_target_and_gradient_steps_zero_only_collects(algo):
     assert all(th.equal(target[k], v) for k, v in model.critic_target.state_dict().items())
     assert not all(th.equal(critic[k], v) for k, v in model.critic.state_dict().items())
 
-    collector = cls("MlpPolicy", env, gradient_steps=0, learning_starts=10, policy_kwargs=dict(net_arch=[16]), seed=0)
+    collector = model_class("MlpPolicy", env, gradient_steps=0, learning_starts=10, policy_kwargs=dict(net_arch=[16]), seed=0)
     weights = {k: v.clone() for k, v in collector.policy.state_dict().items()}
     collector.learn(60)
     assert collector.replay_buffer.size() == 60 and collector._n_updates == 0
@@ -142,39 +178,43 @@ def test_discrete_hint():
         SAC("MlpPolicy", "CartPole-v1", buffer_size=1000)
 
 
-def test_valid_edge_values_accepted():
-    model = SAC("MlpPolicy", "Pendulum-v1", gamma=1.0, tau=1.0, buffer_size=64, batch_size=64, train_freq=(1, "episode"))
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_valid_edge_values_accepted(model_class):
+    model = model_class(
+        "MlpPolicy", env_id(model_class), gamma=1.0, tau=1.0, buffer_size=64, batch_size=64, train_freq=(1, "episode")
+    )
     assert model.gamma == 1.0 and model.tau == 1.0
 
 
 _SCRIPT = """
 import json, sys
-import numpy as np
-from gymnasium import spaces
 sys.path.insert(0, {tests_dir!r})
-from test_sac_errors import HYPERPARAMETER_CASES, SPACE_CASES, SpaceEnv
-import torch as th
+from test_errors import HYPERPARAMETER_CASES, SPACE_CASES, SpaceEnv
+from _helpers import MODEL_LIST, env_id
 
-from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, UnsupportedSpaceError
 
 results = {{"asserts_enabled": __debug__}}
-for name, (kwargs, needle) in HYPERPARAMETER_CASES.items():
-    try:
-        SAC("MlpPolicy", "Pendulum-v1", **{{"buffer_size": 1000, "batch_size": 64, **kwargs}})
-        results[name] = "no error"
-    except InvalidHyperparameterError as e:
-        results[name] = "ok" if needle in str(e) and isinstance(e, AssertionError) else "message lacks " + needle
-    except Exception as e:
-        results[name] = type(e).__name__
-for name, (space, needle) in SPACE_CASES.items():
-    try:
-        SAC("MlpPolicy", SpaceEnv(space), buffer_size=1000)
-        results[name] = "no error"
-    except UnsupportedSpaceError as e:
-        results[name] = "ok" if needle in str(e) and isinstance(e, AssertionError) else "message lacks " + needle
-    except Exception as e:
-        results[name] = type(e).__name__
+for model_class in MODEL_LIST:
+    algo = model_class.__name__
+    for name, (kwargs, needle) in HYPERPARAMETER_CASES.items():
+        key = algo + "-" + name
+        try:
+            model_class("MlpPolicy", env_id(model_class), **{{"buffer_size": 1000, "batch_size": 64, **kwargs}})
+            results[key] = "no error"
+        except InvalidHyperparameterError as e:
+            results[key] = "ok" if needle in str(e) and isinstance(e, AssertionError) else "message lacks " + needle
+        except Exception as e:
+            results[key] = type(e).__name__
+    for name, (space, needle) in SPACE_CASES[algo].items():
+        key = algo + "-" + name
+        try:
+            model_class("MlpPolicy", SpaceEnv(space), buffer_size=1000)
+            results[key] = "no error"
+        except UnsupportedSpaceError as e:
+            results[key] = "ok" if needle in str(e) and isinstance(e, AssertionError) else "message lacks " + needle
+        except Exception as e:
+            results[key] = type(e).__name__
 print(json.dumps(results))
 """
 
@@ -189,5 +229,7 @@ def test_errors_hold_under_python_O(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])
     assert results.pop("asserts_enabled") is False
-    assert set(results) == set(HYPERPARAMETER_CASES) | set(SPACE_CASES)
+    expected = {f"{cls.__name__}-{name}" for cls in MODEL_LIST for name in HYPERPARAMETER_CASES}
+    expected |= {f"{algo}-{case}" for algo, case in SPACE_IDS}
+    assert set(results) == expected
     assert {name: outcome for name, outcome in results.items() if outcome != "ok"} == {}
