@@ -174,13 +174,20 @@ class RaisingEnv(gym.Wrapper):
 
 
 def crash(out: str, algo: str) -> dict:
+    """Rank 1's env raises; with ``crash:linger``, rank 1's process lives on 20 s after the error (only the abort of
+    the group can then end rank 0's collective before that)."""
     env = gym.make("Pendulum-v1")
     if RANK == 1:
         env = RaisingEnv(env, at=150)
     model = SAC(
         "MlpPolicy", env, learning_starts=50, batch_size=16, seed=0, device="cpu", precision="fp32", policy_kwargs=SMALL
     )
-    model.learn(100_000)
+    try:
+        model.learn(100_000)
+    except Exception:
+        if algo == "linger" and RANK == 1:
+            time.sleep(20.0)
+        raise
     return {}
 
 
@@ -357,7 +364,10 @@ def main() -> None:
             results[item] = {"ok": True, **globals()[scenario](out, algo or "sac")}
         except Exception as e:
             mro = [c.__name__ for c in type(e).__mro__]
-            results[item] = {"ok": False, "type": type(e).__name__, "mro": mro, "error": str(e)}
+            import torch.distributed as dist
+
+            group = dist.is_initialized()  # a group the model formed is gone: aborted so that the peers fail at once
+            results[item] = {"ok": False, "type": type(e).__name__, "mro": mro, "error": str(e), "group": group}
         results[item]["seconds"] = time.monotonic() - start
         with open(os.path.join(out, f"rank{RANK}.json"), "w") as file:
             json.dump(results, file)

@@ -229,6 +229,18 @@ def test_one_rank_raising_ends_the_job(two_ranks):
 
 
 @pytest.mark.timeout(120)
+def test_raising_rank_aborts_the_group_it_formed(tmp_path):
+    # The model formed the group (first in its process): rank 1 aborts it when its env raises, so rank 0's collective
+    # fails at once although rank 1's process lives on for 20 s
+    results, codes = run_ranks("crash:linger", tmp_path, timeout=110.0, collective_timeout=60.0)
+    assert codes == [1, 1], results
+    zero, one = (result["crash:linger"] for result in results)
+    assert one["error"] == "env exploded on rank 1" and not one["group"]
+    assert zero["type"] == "DistributedError" and "rank 0/2" in zero["error"], zero
+    assert zero["seconds"] < one["seconds"] - 10.0
+
+
+@pytest.mark.timeout(120)
 def test_silent_rank_ends_the_job_at_the_timeout(tmp_path):
     # Rank 1's env sleeps 35 s: rank 0's collective gives up at the 12 s timeout, without waiting for rank 1
     results, codes = run_ranks("hang", tmp_path, timeout=110.0, collective_timeout=12.0)
@@ -237,6 +249,7 @@ def test_silent_rank_ends_the_job_at_the_timeout(tmp_path):
     assert zero["type"] == one["type"] == "DistributedError", results
     assert "rank 0/2" in zero["error"] and "within the timeout (12 s" in zero["error"]
     assert zero["seconds"] < one["seconds"] - 10.0  # rank 0 ended while rank 1 was still asleep
+    assert not zero["group"] and not one["group"]  # the models formed the group, and aborted it on the error
 
 
 @pytest.mark.timeout(120)

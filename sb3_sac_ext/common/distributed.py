@@ -130,6 +130,12 @@ def init_process_group(device: th.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         th.cuda.set_device(device)
+    # torch.distributed.nn's functions take ``group=group.WORLD`` as a default argument, evaluated at import. Imported
+    # after the group is formed (torch._dynamo imports it when the first optimizer is built), they would keep the group
+    # alive after :meth:`DistributedState.abort` destroys it, and with it the connections whose closing tells the
+    # other ranks at once that this one failed.
+    import torch.distributed.nn  # noqa: F401
+
     try:
         dist.init_process_group(backend=backend, timeout=timeout())
     except Exception as e:
@@ -393,9 +399,10 @@ class DistributedState:
         if not (self.owned and group_ready()):
             return
         dist = _dist()
+        abort_group = getattr(dist.distributed_c10d, "_abort_process_group", None)  # private: absent from older torch
         try:
-            if self.backend == "nccl":
-                dist.distributed_c10d._abort_process_group()
+            if self.backend == "nccl" and abort_group is not None:
+                abort_group()
             else:
                 dist.destroy_process_group()
         except Exception:  # best effort: the error being raised matters more
