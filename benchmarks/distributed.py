@@ -12,12 +12,11 @@ run can be read against what this machine allows rather than against an ideal 2x
 
     python benchmarks/distributed.py --total-steps 2000                 # a quick look (shared machines)
     python benchmarks/distributed.py --total-steps 20000 --world-sizes 1 2 4 --eval-episodes 10
-    python benchmarks/distributed.py --collectives      # latency of one gradient all-reduce: gloo's vs ours
+    python benchmarks/distributed.py --collectives      # latency of one gradient exchange
 
-``--collectives`` times, in 2 processes, gloo's ``all_reduce`` against the recursive-doubling exchange the
-gradient averaging uses on gloo (``DistributedState.all_reduce_sum``), over gloo's send/recv and over the direct
-sockets ``learn()`` opens when every rank is on one machine, at the sizes of SAC's gradients (idle ranks: inside
-training, where the ranks also compute, gloo's messages cost more, see the README).
+``--collectives`` times, in 2 processes, gloo's ``all_reduce`` of one flat tensor and a whole gradient exchange
+(``DistributedState.average_gradients``: flatten, ``all_reduce``, divide, copy back) at the sizes of SAC's
+gradients (idle ranks: inside training, where the ranks also compute, an exchange costs more).
 """
 
 import argparse
@@ -28,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 
 def worker(total_steps: int, learning_starts: int, eval_episodes: int, out: str, independent: bool = False) -> None:
@@ -108,33 +108,37 @@ def collectives_worker(out: str) -> None:
     distributed.init_process_group(th.device("cpu"))
     state = distributed.DistributedState(owned=False)
     rows = []
-    sizes = (1, 1_000, 70_000, 140_000)
-    flats = [th.randn(size) for size in sizes]
-    for size, flat in zip(sizes, flats):
-        rows.append({"size": size, "gloo all_reduce": _time_reduction(dist.all_reduce, flat)})
-        rows[-1]["ours (gloo send/recv)"] = _time_reduction(state.all_reduce_sum, flat)
-    state.connect_peers()  # direct sockets between the ranks (every rank on this machine), as learn() does
-    for row, flat in zip(rows, flats):
-        row["ours (sockets)"] = _time_reduction(state.all_reduce_sum, flat)
+    for size in (1, 1_000, 70_000, 140_000):
+        # Gradients of a network with this many parameters, in two tensors as a layer's weight and bias
+        params = [th.nn.Parameter(th.zeros(size - size // 100)), th.nn.Parameter(th.zeros(size // 100))]
+        for param in params:
+            param.grad = th.randn_like(param)
+        optimizers = [th.optim.SGD(params, lr=0.1)]
+        bad = th.zeros(1, dtype=th.bool)
+        rows.append(
+            {
+                "size": size,
+                "all_reduce": _time_reduction(dist.all_reduce, th.randn(size)),
+                "average_gradients": _time_reduction(partial(state.average_gradients, optimizers), bad),
+            }
+        )
     if state.rank == 0:
         with open(out, "w") as file:
             json.dump(rows, file)
     dist.destroy_process_group()
 
 
-def _time_reduction(reduce, flat) -> float:
-    """:return: Milliseconds per call of ``reduce(flat)`` (300 calls after 20 warm-up calls, ranks aligned first)"""
+def _time_reduction(reduce, argument) -> float:
+    """:return: Milliseconds per call of ``reduce(argument)`` (300 calls after 20 warm-up calls, ranks aligned first)"""
     import torch.distributed as dist
 
     for _ in range(20):
-        reduce(flat)
+        reduce(argument)
     dist.barrier()
     start = time.perf_counter()
     for _ in range(300):
-        reduce(flat)
-    elapsed_ms = (time.perf_counter() - start) / 300 * 1e3
-    flat.normal_()
-    return elapsed_ms
+        reduce(argument)
+    return (time.perf_counter() - start) / 300 * 1e3
 
 
 def run_job(world: int, args: argparse.Namespace, independent: bool = False) -> dict:
@@ -189,12 +193,11 @@ def main() -> None:
         collectives_worker(args.out)
         return
     if args.collectives:
-        print("One all-reduce (float32, 2 processes, 1 thread each), ms per call")
-        print("| elements | gloo all_reduce | ours over gloo send/recv | ours over sockets | gloo / sockets |")
-        print("|---|---|---|---|---|")
+        print("One gradient exchange (float32, gloo, 2 processes, 1 thread each), ms per call")
+        print("| elements | all_reduce | average_gradients |")
+        print("|---|---|---|")
         for row in run_job(2, args):
-            gloo, p2p, sockets = row["gloo all_reduce"], row["ours (gloo send/recv)"], row["ours (sockets)"]
-            print(f"| {row['size']} | {gloo:.3f} | {p2p:.3f} | {sockets:.3f} | {gloo / sockets:.1f}x |")
+            print(f"| {row['size']} | {row['all_reduce']:.3f} | {row['average_gradients']:.3f} |")
         return
     if args.worker:
         worker(args.total_steps, args.learning_starts, args.eval_episodes, args.out, args.independent)

@@ -174,13 +174,20 @@ class RaisingEnv(gym.Wrapper):
 
 
 def crash(out: str, algo: str) -> dict:
+    """Rank 1's env raises; with ``crash:linger``, rank 1's process lives on 20 s after the error (only the abort of
+    the group can then end rank 0's collective before that)."""
     env = gym.make("Pendulum-v1")
     if RANK == 1:
         env = RaisingEnv(env, at=150)
     model = SAC(
         "MlpPolicy", env, learning_starts=50, batch_size=16, seed=0, device="cpu", precision="fp32", policy_kwargs=SMALL
     )
-    model.learn(100_000)
+    try:
+        model.learn(100_000)
+    except Exception:
+        if algo == "linger" and RANK == 1:
+            time.sleep(20.0)
+        raise
     return {}
 
 
@@ -222,43 +229,125 @@ def stop(out: str, algo: str) -> dict:
     return results
 
 
-def collectives(out: str, algo: str) -> dict:
-    """The recursive-doubling sum and gather against gloo's own all_reduce/all_gather, on odd sizes and values,
-    over gloo's point-to-point messages and over the direct sockets."""
+def averaging(out: str, algo: str) -> dict:
+    """``average_gradients`` on odd sizes, two dtypes and two optimizers: the mean of every rank's gradients (to
+    rounding), bit-identical on every rank, with the non-finite flags and rank 0's stop request reaching every rank."""
+    import torch.distributed as dist
+
     from sb3_sac_ext.common import distributed
 
     distributed.init_process_group(th.device("cpu"))
     state = distributed.DistributedState(owned=False)
     generator = th.Generator().manual_seed(1234 + RANK)
     checks = {}
-    transports = {}
-    for transport in ("gloo", "sockets"):
-        if transport == "sockets":
-            state.connect_peers()  # every rank is on this machine: direct sockets
-        transports[transport] = state.links is not None
-        _collective_checks(state, generator, checks, transport)
-    return {"pairwise": state.pairwise, "world_size": state.world_size, "checks": checks, "links": transports}
-
-
-def _collective_checks(state, generator, checks: dict, transport: str) -> None:
-    import torch.distributed as dist
-
     for size in (1, 7, 70_001, 300_000):
-        local = th.randn(size, generator=generator) * 10.0 ** th.randint(-3, 4, (size,), generator=generator)
-        ours = state.all_reduce_sum(local.clone())
-        builtin = local.clone()
-        dist.all_reduce(builtin)
-        scale = local.abs()  # rounding of a sum is bounded by eps x (sum of |terms|); the two orders differ
-        dist.all_reduce(scale)
-        rows = state.all_gather_rows(local.double())
-        reference = [th.empty_like(local.double()) for _ in range(state.world_size)]
-        dist.all_gather(reference, local.double())
-        checks[f"{transport}:{size}"] = {
-            "sum_hash": _tensor_hash([ours]),
-            "sum_close": bool(((ours - builtin).abs() <= 4 * th.finfo(th.float32).eps * scale).all()),
-            "gather_equal": all(bool(th.equal(a, b)) for a, b in zip(rows, reference, strict=True)),
-            "gather_len": len(rows),
+        params = [
+            th.nn.Parameter(th.zeros(size)),
+            th.nn.Parameter(th.zeros(3, dtype=th.float64)),
+            th.nn.Parameter(th.zeros(5)),
+        ]
+        for param in params:
+            scale = 10.0 ** th.randint(-3, 4, param.shape, generator=generator)
+            param.grad = (th.randn(param.shape, generator=generator, dtype=th.float64) * scale).to(param.dtype)
+        local = [param.grad.clone() for param in params]
+        if RANK == 0 and size == 70_001:
+            state.request_stop()
+        bad = th.tensor([RANK == state.world_size - 1 and size == 7, False])
+        optimizers = [th.optim.SGD(params[:2], lr=0.1), th.optim.SGD(params[2:], lr=0.1)]
+        flags = state.average_gradients(optimizers, bad)
+        close = True
+        for param, mine in zip(params, local, strict=True):
+            everyone = [th.empty_like(mine) for _ in range(state.world_size)]
+            dist.all_gather(everyone, mine)
+            exact = th.stack([g.double() for g in everyone]).sum(0) / state.world_size
+            bound = 4 * th.finfo(mine.dtype).eps * th.stack([g.double().abs() for g in everyone]).sum(0) / state.world_size
+            close = close and bool(((param.grad.double() - exact).abs() <= bound).all())
+        checks[str(size)] = {
+            "hash": _tensor_hash([param.grad for param in params]),
+            "close": close,
+            "flags": flags.tolist(),
+            "stop": state.stop_agreed(),
         }
+    return {"world_size": state.world_size, "checks": checks}
+
+
+def vecnormalize(out: str, algo: str) -> dict:
+    """VecNormalize statistics merged after every rollout: equal on every rank, and those of every rank's observations."""
+    import torch.distributed as dist
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+    class Recorder(VecEnvWrapper):
+        """Keeps every observation VecNormalize sees."""
+
+        def __init__(self, venv):
+            super().__init__(venv)
+            self.seen: list[np.ndarray] = []
+
+        def reset(self):
+            obs = self.venv.reset()
+            self.seen.append(obs.copy())
+            return obs
+
+        def step_wait(self):
+            obs, rewards, dones, infos = self.venv.step_wait()
+            self.seen.append(obs.copy())
+            return obs, rewards, dones, infos
+
+    recorder = Recorder(make_vec_env("Pendulum-v1", n_envs=1))
+    env = VecNormalize(recorder)
+    model = SAC(
+        "MlpPolicy",
+        env,
+        learning_starts=40,
+        train_freq=4,
+        batch_size=16,
+        seed=0,
+        device="cpu",
+        precision="fp32",
+        policy_kwargs=SMALL,
+    )
+    model.learn(80)
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, np.concatenate(recorder.seen))
+    union = np.concatenate(everyone)
+    obs_rms, ret_rms = env.obs_rms, env.ret_rms
+    return {
+        **model_hashes(model),
+        "stats": _tensor_hash([th.as_tensor(x) for x in (obs_rms.mean, obs_rms.var, ret_rms.mean, ret_rms.var)]),
+        "obs_count": obs_rms.count,
+        "ret_count": ret_rms.count,
+        "n_seen": len(union),
+        "mean_close": bool(np.allclose(obs_rms.mean, union.mean(0), rtol=1e-3, atol=1e-5)),
+        "var_close": bool(np.allclose(obs_rms.var, union.var(0), rtol=1e-3, atol=1e-5)),
+        "local_differs": not np.allclose(np.concatenate(recorder.seen).mean(0), union.mean(0)),
+    }
+
+
+def hang(out: str, algo: str) -> dict:
+    """Rank 1's env stops answering for 35 s: rank 0's collective times out (SB3_SAC_EXT_DIST_TIMEOUT) and raises."""
+    env = gym.make("Pendulum-v1")
+    if RANK == 1:
+        env = SleepingEnv(env, at=100, seconds=35.0)
+    model = SAC(
+        "MlpPolicy", env, learning_starts=50, batch_size=16, seed=0, device="cpu", precision="fp32", policy_kwargs=SMALL
+    )
+    model.learn(100_000)
+    return {}
+
+
+class SleepingEnv(gym.Wrapper):
+    """Sleeps once, at step ``at``."""
+
+    def __init__(self, env: gym.Env, at: int, seconds: float):
+        super().__init__(env)
+        self.at, self.seconds, self.count = at, seconds, 0
+
+    def step(self, action):
+        self.count += 1
+        if self.count == self.at:
+            time.sleep(self.seconds)
+        return self.env.step(action)
 
 
 def main() -> None:
@@ -275,7 +364,10 @@ def main() -> None:
             results[item] = {"ok": True, **globals()[scenario](out, algo or "sac")}
         except Exception as e:
             mro = [c.__name__ for c in type(e).__mro__]
-            results[item] = {"ok": False, "type": type(e).__name__, "mro": mro, "error": str(e)}
+            import torch.distributed as dist
+
+            group = dist.is_initialized()  # a group the model formed is gone: aborted so that the peers fail at once
+            results[item] = {"ok": False, "type": type(e).__name__, "mro": mro, "error": str(e), "group": group}
         results[item]["seconds"] = time.monotonic() - start
         with open(os.path.join(out, f"rank{RANK}.json"), "w") as file:
             json.dump(results, file)

@@ -105,8 +105,8 @@ def test_nothing_happens_without_torchrun(monkeypatch):
 
 # One two-rank job runs every scenario (process start-up is the slow part); the crash comes last
 MAIN = (
-    "collectives,gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,stop:sac,stop:discrete_sac,"
-    "mismatch,crash"
+    "averaging,gradient:sac,gradient:discrete_sac,replicas:sac,replicas:discrete_sac,stop:sac,stop:discrete_sac,"
+    "vecnormalize,mismatch,crash"
 )
 
 
@@ -173,30 +173,43 @@ def test_callback_on_rank_zero_stops_every_rank(two_ranks, algo):
         assert zero["training"][key] == one["training"][key], key
 
 
-def _check_collectives(results: list[dict], world_size: int) -> None:
+def _check_averaging(results: list[dict], world_size: int) -> None:
     for result in results:
-        assert result["ok"], result
-        assert result["pairwise"] and result["world_size"] == world_size
-        assert result["links"] == {"gloo": False, "sockets": True}
-    assert len(results[0]["checks"]) == 8  # 4 sizes (up to 300k floats: larger than a socket buffer), 2 transports
+        assert result["ok"] and result["world_size"] == world_size, result
+    assert list(results[0]["checks"]) == ["1", "7", "70001", "300000"]
     for size, check in results[0]["checks"].items():
-        # The same sum as gloo's all_reduce (to rounding), bit-identical on every rank; the same gather
-        assert all(r["checks"][size]["sum_hash"] == check["sum_hash"] for r in results), size
         for result in results:
-            assert result["checks"][size]["sum_close"] and result["checks"][size]["gather_equal"], (size, result)
-            assert result["checks"][size]["gather_len"] == world_size
+            mine = result["checks"][size]
+            # The mean of every rank's gradients (to rounding), bit-identical on every rank
+            assert mine["close"] and mine["hash"] == check["hash"], (size, result)
+            # The last rank's non-finite flag and rank 0's stop request reach every rank (the stop request is sticky)
+            assert mine["flags"] == [size == "7", False], (size, result)
+            assert mine["stop"] == (int(size) >= 70_001), (size, result)
 
 
 @pytest.mark.timeout(90)
-def test_pairwise_collectives_match_gloo(two_ranks):
-    _check_collectives([result["collectives"] for result in two_ranks[1]], 2)
+def test_gradient_average_two_ranks(two_ranks):
+    _check_averaging([result["averaging"] for result in two_ranks[1]], 2)
 
 
 @pytest.mark.timeout(120)
-def test_pairwise_collectives_four_ranks(tmp_path):
-    results, codes = run_ranks("collectives", tmp_path, world_size=4, timeout=110.0)
+def test_gradient_average_four_ranks(tmp_path):
+    # With more than two ranks the order of the additions matters: the replicas still get the same sum
+    results, codes = run_ranks("averaging", tmp_path, world_size=4, timeout=110.0)
     assert codes == [0, 0, 0, 0], results
-    _check_collectives([result["collectives"] for result in results], 4)
+    _check_averaging([result["averaging"] for result in results], 4)
+
+
+@pytest.mark.timeout(90)
+def test_vec_normalize_statistics_are_merged(two_ranks):
+    zero, one = _scenario(two_ranks, "vecnormalize")
+    for key in ("stats", "obs_count", "ret_count", "params", "optimizers", "temperature"):
+        assert zero[key] == one[key], key
+    # The statistics of every observation of every rank (reset + 80 steps per rank), not of this rank's alone
+    assert zero["n_seen"] == 2 * 81
+    assert zero["obs_count"] == pytest.approx(2 * 81, abs=1e-3) and zero["ret_count"] == pytest.approx(2 * 80, abs=1e-3)
+    for result in (zero, one):
+        assert result["mean_close"] and result["var_close"] and result["local_differs"], result
 
 
 @pytest.mark.timeout(90)
@@ -213,6 +226,30 @@ def test_one_rank_raising_ends_the_job(two_ranks):
     assert zero["type"] == "DistributedError", zero
     assert "rank 0/2" in zero["error"] and "Another rank probably crashed" in zero["error"]
     assert zero["seconds"] < 30.0  # the peer failed at once, well before the collective timeout (60 s)
+
+
+@pytest.mark.timeout(120)
+def test_raising_rank_aborts_the_group_it_formed(tmp_path):
+    # The model formed the group (first in its process): rank 1 aborts it when its env raises, so rank 0's collective
+    # fails at once although rank 1's process lives on for 20 s
+    results, codes = run_ranks("crash:linger", tmp_path, timeout=110.0, collective_timeout=60.0)
+    assert codes == [1, 1], results
+    zero, one = (result["crash:linger"] for result in results)
+    assert one["error"] == "env exploded on rank 1" and not one["group"]
+    assert zero["type"] == "DistributedError" and "rank 0/2" in zero["error"], zero
+    assert zero["seconds"] < one["seconds"] - 10.0
+
+
+@pytest.mark.timeout(120)
+def test_silent_rank_ends_the_job_at_the_timeout(tmp_path):
+    # Rank 1's env sleeps 35 s: rank 0's collective gives up at the 12 s timeout, without waiting for rank 1
+    results, codes = run_ranks("hang", tmp_path, timeout=110.0, collective_timeout=12.0)
+    assert codes == [1, 1], results
+    zero, one = (result["hang"] for result in results)
+    assert zero["type"] == one["type"] == "DistributedError", results
+    assert "rank 0/2" in zero["error"] and "within the timeout (12 s" in zero["error"]
+    assert zero["seconds"] < one["seconds"] - 10.0  # rank 0 ended while rank 1 was still asleep
+    assert not zero["group"] and not one["group"]  # the models formed the group, and aborted it on the error
 
 
 @pytest.mark.timeout(120)

@@ -3,7 +3,7 @@ Data-parallel training on ``torch.distributed`` (launched by ``torchrun``), shar
 
 Each rank (process) has its own envs, replay buffer and collection; the networks are replicas kept
 identical by broadcasting rank 0's weights at the start of ``learn()`` and by averaging the gradients of
-every optimizer step across ranks (one flattened all-reduce per optimizer, inside the optimizer-step hook
+every optimizer step across ranks (one flattened all-reduce per exchange, inside the optimizer-step hook
 :meth:`~sb3_sac_ext.common.soft_algorithm.SoftOffPolicyMixin._optimizer_step`). SB3's networks are never wrapped
 in ``DistributedDataParallel``: SB3 calls methods other than ``forward`` (``action_log_prob``, ``q_values``),
 which DDP does not synchronise.
@@ -13,7 +13,8 @@ Nothing happens at import: the process group is formed when a model with ``distr
 - backend: NCCL when the model is on CUDA (``device="auto"`` picks ``cuda:LOCAL_RANK``), gloo on CPU;
 - timeout of every collective: ``SB3_SAC_EXT_DIST_TIMEOUT`` seconds (default 600), so that a rank that
   stopped answering ends the others with :class:`~sb3_sac_ext.common.errors.DistributedError`;
-  a rank that raises destroys the process group it formed, so the others fail at once;
+  a rank that raises aborts the process group it formed (and its process exits): on gloo its peers' collectives
+  fail at once (connection closed), on NCCL at the timeout (NCCL's watchdog);
 - settings (env id, hyperparameters, world size, ``total_timesteps``) are compared across ranks at the start
   of ``learn()``: a mismatch raises :class:`~sb3_sac_ext.common.errors.DistributedSettingsError` on every rank;
 - a callback on rank 0 may stop training: during the warm-up, with ``VecNormalize`` or ``gradient_steps=-1``, the
@@ -21,23 +22,17 @@ Nothing happens at import: the process group is formed when a model with ``distr
   all-gather); otherwise the stop request rides on the next gradient all-reduce (no collective per rollout);
 - per update, one all-reduce for the critic and one shared by the actor and the temperature.
 
-Collectives on gloo with a power-of-two number of ranks are done by recursive doubling over point-to-point
-exchanges (``log2(world_size)`` rounds of one ``isend``/``irecv`` pair): gloo's own ``all_reduce`` costs about
-1.8 ms per call on a busy 2-core machine where one exchange costs 0.2-0.6 ms (``benchmarks/distributed.py
---collectives`` measures both), and an update makes three of them. Every rank adds the same two operands at
-every round (IEEE addition is commutative), so the sums, and hence the replicas, stay bit-identical. NCCL and
-other world sizes use ``all_reduce``/``all_gather``.
+Every exchange is one of ``torch.distributed``'s own collectives (``all_reduce``, ``broadcast``, ``all_gather``,
+``all_gather_object``) on the default group, so the backend the cluster is tuned for (gloo, NCCL) does the
+transport: there is no side channel to configure, and a rank that exits closes its connections, failing its peers'
+pending collectives.
 """
 
 import json
 import os
 import re
-import select
-import socket
-import struct
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -47,7 +42,6 @@ import torch as th
 from sb3_sac_ext.common.errors import DistributedError, DistributedSettingsError, InvalidHyperparameterError
 
 TIMEOUT_ENV = "SB3_SAC_EXT_DIST_TIMEOUT"
-SOCKETS_ENV = "SB3_SAC_EXT_DIST_SOCKETS"
 DEFAULT_TIMEOUT_S = 600.0
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -136,6 +130,12 @@ def init_process_group(device: th.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         th.cuda.set_device(device)
+    # torch.distributed.nn's functions take ``group=group.WORLD`` as a default argument, evaluated at import. Imported
+    # after the group is formed (torch._dynamo imports it when the first optimizer is built), they would keep the group
+    # alive after :meth:`DistributedState.abort` destroys it, and with it the connections whose closing tells the
+    # other ranks at once that this one failed.
+    import torch.distributed.nn  # noqa: F401
+
     try:
         dist.init_process_group(backend=backend, timeout=timeout())
     except Exception as e:
@@ -200,107 +200,12 @@ def model_settings(model: Any, total_timesteps: int, reset_num_timesteps: bool) 
     return json.loads(json.dumps(settings, default=_describe, sort_keys=True))
 
 
-class PeerLinks:
-    """
-    Direct TCP connections on 127.0.0.1 to this rank's recursive-doubling partners (``rank ^ 1``, ``rank ^ 2``, ...),
-    used for the gradient exchanges when every rank runs on this machine. A send/receive pair through gloo costs
-    several wake-ups of its helper threads (2-3 ms per exchange on a busy 2-core VM, measured); a plain socket
-    costs a fraction of that. Each exchange sends and receives at once (non-blocking sockets and ``select``), so two
-    ranks sending large tensors to each other never wait on each other's buffers; a peer that closed its end (it
-    crashed) or stayed silent past the timeout raises at once.
-
-    :param rank: This rank
-    :param world_size: Number of ranks (a power of two)
-    :param ports: Listening port of every rank (gathered by the caller)
-    :param listener: This rank's listening socket
-    :param timeout_s: Longest wait for a peer, in seconds
-    """
-
-    def __init__(self, rank: int, world_size: int, ports: list[int], listener: socket.socket, timeout_s: float):
-        self.timeout_s = timeout_s
-        self.conns: dict[int, socket.socket] = {}
-        partners = [rank ^ step for step in _powers_of_two(world_size)]
-        # Connect to the lower partners (their listen backlog accepts without waiting), then accept the higher ones
-        for partner in (p for p in partners if p < rank):
-            conn = socket.create_connection(("127.0.0.1", ports[partner]), timeout=timeout_s)
-            conn.sendall(struct.pack("!i", rank))
-            self.conns[partner] = conn
-        listener.settimeout(timeout_s)
-        for _ in (p for p in partners if p > rank):
-            conn, _ = listener.accept()
-            conn.settimeout(timeout_s)
-            (partner,) = struct.unpack("!i", _recv_exactly(conn, 4))
-            self.conns[partner] = conn
-        listener.close()
-        for conn in self.conns.values():
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.setblocking(False)
-
-    def exchange(self, tensor: th.Tensor, partner: int) -> th.Tensor:
-        """Send ``tensor`` (CPU) to ``partner`` and receive the partner's tensor of the same shape and dtype."""
-        conn = self.conns[partner]
-        source = tensor.contiguous()
-        received = th.empty_like(source)
-        out = memoryview(source.numpy()).cast("B")
-        into = memoryview(received.numpy()).cast("B")
-        sent = got = 0
-        total = len(out)
-        deadline = time.monotonic() + self.timeout_s
-        while sent < total or got < total:
-            progressed = False
-            if sent < total:
-                try:
-                    sent += conn.send(out[sent:])
-                    progressed = True
-                except BlockingIOError:
-                    pass
-            if got < total:
-                try:
-                    count = conn.recv_into(into[got:])
-                except BlockingIOError:
-                    count = -1
-                if count == 0:
-                    raise ConnectionError(f"rank {partner} closed the connection")
-                if count > 0:
-                    got += count
-                    progressed = True
-            if not progressed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"rank {partner} sent nothing for {self.timeout_s:g} s")
-                select.select([conn] if got < total else [], [conn] if sent < total else [], [], remaining)
-        return received
-
-    def close(self) -> None:
-        for conn in self.conns.values():
-            conn.close()
-        self.conns.clear()
-
-
-def _powers_of_two(world_size: int) -> list[int]:
-    steps, step = [], 1
-    while step < world_size:
-        steps.append(step)
-        step *= 2
-    return steps
-
-
-def _recv_exactly(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("the peer closed the connection")
-        data += chunk
-    return data
-
-
 class DistributedState:
     """
     The process group as one model sees it (never saved). Every collective raises :class:`DistributedError`
     naming what failed when a peer crashed or did not answer within the timeout.
 
-    :param owned: Whether the model formed the group (then it destroys it when ``learn()`` raises)
+    :param owned: Whether the model formed the group (then it aborts it when ``learn()`` raises)
     """
 
     def __init__(self, owned: bool):
@@ -310,12 +215,8 @@ class DistributedState:
         self.world_size = dist.get_world_size()
         self.backend = str(dist.get_backend())
         self.device = th.device("cuda", th.cuda.current_device()) if self.backend == "nccl" else th.device("cpu")
-        # Recursive doubling over point-to-point exchanges (see the module docstring)
-        self.pairwise = self.backend == "gloo" and self.world_size > 1 and self.world_size & (self.world_size - 1) == 0
         self.reset_stop()
         self._rms_base: list[tuple[float, np.ndarray, np.ndarray]] | None = None
-        self.links: PeerLinks | None = None  # direct sockets when every rank is on this machine (connect_peers)
-        self._links_tried = False
 
     def __repr__(self) -> str:
         return f"DistributedState(rank={self.rank}, world_size={self.world_size}, backend={self.backend!r})"
@@ -327,101 +228,36 @@ class DistributedState:
             f"({timeout().total_seconds():g} s, set {TIMEOUT_ENV})"
         )
 
-    # ------------------------------------------------------------------ collectives
+    def _collective(self, what: str, function: Any, *args: Any, **kwargs: Any) -> None:
+        """Run one ``torch.distributed`` collective; a peer that closed its connections or timed out raises here."""
+        try:
+            function(*args, **kwargs)
+        except (RuntimeError, OSError) as e:  # DistBackendError, DistNetworkError, gloo timeouts are RuntimeErrors
+            raise self._failed(what, e) from e
 
     def connect_peers(self) -> None:
         """
-        Open the direct sockets of :class:`PeerLinks` (once; a collective: every rank calls it at the start of
-        ``learn()``) when the exchanges are pairwise and every rank runs on this machine; gloo's point-to-point
-        messages are used otherwise. ``SB3_SAC_EXT_DIST_SOCKETS=0`` turns the sockets off.
+        No-op: the process group formed by :func:`setup` carries every exchange (kept so that callers written for
+        an earlier transport keep working; it can be removed from ``_setup_learn``).
         """
-        if self._links_tried or not self.pairwise:
-            return
-        self._links_tried = True
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(self.world_size)
-        mine = (socket.gethostname(), listener.getsockname()[1], os.environ.get(SOCKETS_ENV, "1") != "0")
-        gathered: list[Any] = [None] * self.world_size
-        try:
-            _dist().all_gather_object(gathered, mine)
-        except RuntimeError as e:
-            listener.close()
-            raise self._failed("peer address exchange", e) from e
-        if len({host for host, _, _ in gathered}) != 1 or not all(wanted for _, _, wanted in gathered):
-            listener.close()
-            return
-        try:
-            ports = [port for _, port, _ in gathered]
-            self.links = PeerLinks(self.rank, self.world_size, ports, listener, timeout().total_seconds())
-        except OSError as e:
-            listener.close()
-            raise self._failed("peer connection", e) from e
-
-    def _exchange(self, tensor: th.Tensor, partner: int) -> th.Tensor:
-        """Send ``tensor`` to ``partner`` and receive the partner's tensor of the same shape (one round trip)."""
-        if self.links is not None:
-            try:
-                return self.links.exchange(tensor, partner)
-            except OSError as e:  # ConnectionError, TimeoutError: the collective's caller names what failed
-                raise RuntimeError(str(e)) from e
-        received = th.empty_like(tensor)
-        dist = _dist()
-        receiving = dist.irecv(received, src=partner)
-        sending = dist.isend(tensor, dst=partner)
-        receiving.wait()
-        sending.wait()
-        return received
-
-    def all_reduce_sum(self, flat: th.Tensor) -> th.Tensor:
-        """
-        Sum ``flat`` over the ranks, in place (bit-identical result on every rank).
-
-        :param flat: A contiguous 1-d tensor
-        :return: ``flat``, now holding the sum
-        """
-        if not self.pairwise:
-            _dist().all_reduce(flat)
-            return flat
-        step = 1
-        while step < self.world_size:
-            flat.add_(self._exchange(flat, self.rank ^ step))
-            step *= 2
-        return flat
-
-    def all_gather_rows(self, local: th.Tensor) -> list[th.Tensor]:
-        """
-        Gather one 1-d tensor of the same size from every rank.
-
-        :param local: This rank's tensor
-        :return: The tensors of ranks 0, 1, ... (the same list on every rank)
-        """
-        if not self.pairwise:
-            gathered = [th.empty_like(local) for _ in range(self.world_size)]
-            _dist().all_gather(gathered, local)
-            return gathered
-        rows = local.reshape(1, -1)  # rows of the ranks in this rank's aligned group, in rank order
-        step = 1
-        while step < self.world_size:
-            partner = self.rank ^ step
-            other = self._exchange(rows, partner)
-            rows = th.cat([rows, other] if self.rank < partner else [other, rows])
-            step *= 2
-        return list(rows.unbind(0))
 
     # ------------------------------------------------------------------ hot path
 
     def average_gradients(self, optimizers: list[th.optim.Optimizer], bad: th.Tensor) -> th.Tensor:
         """
         Replace the gradients of the ``optimizers``' parameters by their mean over the ranks: one flattened
-        all-reduce per dtype, no host synchronisation. Two kinds of flags ride along: the non-finite flags ``bad``
+        ``all_reduce`` per dtype, no host synchronisation. Two kinds of flags ride along: the non-finite flags ``bad``
         (every rank skips an update when the loss of any rank was NaN/inf), and this rank's request to stop
         training (:meth:`request_stop`), so that ending a run needs no collective of its own.
+
+        gloo and NCCL reduce each element in one order and hand the same result to every rank (ring or tree), and
+        every rank then divides by the same ``world_size``: the replicas stay bit-identical.
 
         :param optimizers: The optimizers about to step
         :param bad: This rank's non-finite flag of each optimizer (bool tensor of shape ``(len(optimizers),)``)
         :return: The flags of all ranks (True where any rank's was)
         """
+        dist = _dist()
         grads = [p.grad for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
         by_dtype: dict[th.dtype, list[th.Tensor]] = {}
         for grad in grads:
@@ -437,10 +273,7 @@ class DistributedState:
                 stop = self._stop_request.to(device=device, dtype=dtype).reshape(1)
                 parts += [bad.reshape(-1).to(device=device, dtype=dtype), stop]
             flat = th.cat(parts)
-            try:
-                self.all_reduce_sum(flat)
-            except RuntimeError as e:
-                raise self._failed("gradient all-reduce", e) from e
+            self._collective("gradient all-reduce", dist.all_reduce, flat)
             if index == 0:
                 flags = flat[-n_flags:].clone()
                 flat = flat[:-n_flags]
@@ -469,14 +302,11 @@ class DistributedState:
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """
-        All-gather the settings of every rank and raise :class:`DistributedSettingsError` on every rank when
-        one differs from rank 0's.
+        All-gather the settings of every rank (``all_gather_object``) and raise :class:`DistributedSettingsError` on
+        every rank when one differs from rank 0's.
         """
         gathered: list[Any] = [None] * self.world_size
-        try:
-            _dist().all_gather_object(gathered, settings)
-        except RuntimeError as e:
-            raise self._failed("settings check", e) from e
+        self._collective("settings check", _dist().all_gather_object, gathered, settings)
         reference = gathered[0]
         problems = []
         for rank, other in enumerate(gathered[1:], start=1):
@@ -490,33 +320,30 @@ class DistributedState:
             )
 
     def broadcast_model(self, model: Any) -> None:
-        """Copy rank 0's weights (policy, targets, temperature) and optimizer states to every rank."""
+        """
+        Copy rank 0's weights (policy, targets, temperature), optimizer states and ``VecNormalize`` statistics to every
+        rank: one flattened ``broadcast`` per dtype.
+        """
         tensors = list(model.policy.state_dict(keep_vars=True).values())
         if getattr(model, "log_ent_coef", None) is not None:
             tensors.append(model.log_ent_coef)
         for optimizer in model.optimizers.values():
             for state in optimizer.state.values():
                 tensors.extend(value for _, value in sorted(state.items()) if isinstance(value, th.Tensor))
-        try:
-            with th.no_grad():
-                for tensor in tensors:
-                    data = tensor.data
-                    if data.device.type != self.device.type:
-                        buffer = data.to(self.device)
-                        _dist().broadcast(buffer, src=0)
-                        data.copy_(buffer)
-                    else:
-                        _dist().broadcast(data, src=0)
-        except RuntimeError as e:
-            raise self._failed("weight broadcast", e) from e
+        by_dtype: dict[th.dtype, list[th.Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor.data)
+        with th.no_grad():
+            for group in by_dtype.values():
+                flat = th.cat([t.reshape(-1).to(self.device) for t in group])
+                self._collective("weight broadcast", _dist().broadcast, flat, src=0)
+                for tensor, value in zip(group, flat.split([t.numel() for t in group]), strict=True):
+                    tensor.copy_(value.view_as(tensor))
         vec_normalize = model._vec_normalize_env
         if vec_normalize is not None:
             stats = _running_stats(vec_normalize)
-            packed = self._to_device(np.concatenate([_pack(rms) for rms in stats]) if stats else np.zeros(0))
-            try:
-                _dist().broadcast(packed, src=0)
-            except RuntimeError as e:
-                raise self._failed("VecNormalize broadcast", e) from e
+            packed = self._to_device(np.concatenate([_pack(rms) for rms in stats]))
+            self._collective("VecNormalize broadcast", _dist().broadcast, packed, src=0)
             values = packed.cpu().numpy()
             offset = 0
             for rms in stats:
@@ -528,7 +355,7 @@ class DistributedState:
     def sync_rollout(self, continue_training: bool, vec_normalize: Any) -> bool:
         """
         Agree on continuing (any rank stopping stops all) and merge the ``VecNormalize`` statistics gathered since
-        the last merge, in one all-gather.
+        the last merge, in one ``all_gather``.
 
         :return: Whether every rank continues
         """
@@ -540,10 +367,8 @@ class DistributedState:
         for rms, (count, mean, var) in zip(stats, base, strict=True):
             parts.append(_delta_moments(rms, count, mean, var))
         local = self._to_device(np.concatenate(parts))
-        try:
-            gathered = self.all_gather_rows(local)
-        except RuntimeError as e:
-            raise self._failed("rollout sync", e) from e
+        gathered = [th.empty_like(local) for _ in range(self.world_size)]
+        self._collective("rollout sync", _dist().all_gather, gathered, local)
         rows = [row.cpu().numpy() for row in gathered]
         keep_going = all(row[0] > 0.5 for row in rows)
         offset = 1
@@ -564,15 +389,24 @@ class DistributedState:
     # ------------------------------------------------------------------ errors
 
     def abort(self) -> None:
-        """Destroy the process group this model formed, so that the other ranks fail at once instead of waiting."""
-        if self.links is not None:
-            self.links.close()
-            self.links = None
-        if self.owned and group_ready():
-            try:
-                _dist().destroy_process_group()
-            except Exception:
-                pass
+        """
+        After an error inside ``learn()``: abort the process group this model formed, so that the other ranks' pending
+        collectives fail at once (their connections to this rank close) instead of waiting for the timeout. NCCL's
+        communicators are aborted (destroying them could wait on the collective the dead peer never joins); gloo's
+        group is destroyed. A group formed by the caller (torchrun script, CLI) is left to it: it ends when this
+        process exits, and the peers' collectives time out otherwise.
+        """
+        if not (self.owned and group_ready()):
+            return
+        dist = _dist()
+        abort_group = getattr(dist.distributed_c10d, "_abort_process_group", None)  # private: absent from older torch
+        try:
+            if self.backend == "nccl" and abort_group is not None:
+                abort_group()
+            else:
+                dist.destroy_process_group()
+        except Exception:  # best effort: the error being raised matters more
+            pass
 
 
 def setup(model: Any) -> DistributedState | None:
