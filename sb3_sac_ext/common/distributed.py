@@ -235,12 +235,6 @@ class DistributedState:
         except (RuntimeError, OSError) as e:  # DistBackendError, DistNetworkError, gloo timeouts are RuntimeErrors
             raise self._failed(what, e) from e
 
-    def connect_peers(self) -> None:
-        """
-        No-op: the process group formed by :func:`setup` carries every exchange (kept so that callers written for
-        an earlier transport keep working; it can be removed from ``_setup_learn``).
-        """
-
     # ------------------------------------------------------------------ hot path
 
     def average_gradients(self, optimizers: list[th.optim.Optimizer], bad: th.Tensor) -> th.Tensor:

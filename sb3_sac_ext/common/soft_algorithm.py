@@ -294,7 +294,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
                     "numbers of updates; use a number of steps"
                 )
             state.check_settings(distributed.model_settings(self, total_timesteps, reset_num_timesteps))
-            state.connect_peers()
             state.broadcast_model(self)
             state.reset_stop()
             if state.rank != 0:
