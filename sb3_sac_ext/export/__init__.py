@@ -7,23 +7,8 @@ Export a trained policy for deployment, as ONNX or TorchScript, with the observa
 
 from typing import Any
 
-from sb3_sac_ext.common.export import (
-    FORMATS,
-    INSTALL_HINT,
-    ExportDependencyError,
-    ExportedPolicy,
-    ExportFormatError,
-    ExportVerificationError,
-    actor_export_outputs,
-    export_policy,
-    preprocess_for_export,
-    read_metadata,
-    recurrent_actor_export_outputs,
-    recurrent_actor_rnn,
-    resolve_format,
-    space_to_json,
-    to_model_layout,
-)
+from sb3_sac_ext.common import export as _engine
+from sb3_sac_ext.common.export import *  # noqa: F403 (this module is the engine's public face)
 from sb3_sac_ext.experiment import find_model
 
 
@@ -34,21 +19,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "FORMATS",
-    "INSTALL_HINT",
-    "ExportDependencyError",
-    "ExportFormatError",
-    "ExportVerificationError",
-    "ExportedPolicy",
-    "actor_export_outputs",
-    "export_policy",
-    "find_model",
-    "preprocess_for_export",
-    "read_metadata",
-    "recurrent_actor_export_outputs",
-    "recurrent_actor_rnn",
-    "resolve_format",
-    "space_to_json",
-    "to_model_layout",
-]
+__all__ = [*_engine.__all__, "find_model"]
