@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=40, help="gradient steps per measurement")
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
+    if not (args.baseline / PACKAGE / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline} is not a checkout of sb3-sac-ext (no {PACKAGE}/__init__.py in it)")
 
     import torch as th
     from stable_baselines3 import SAC as SB3SAC

@@ -81,6 +81,11 @@ def _fetch_sb3_tests() -> Path:
     with tempfile.TemporaryDirectory() as download:
         if local:
             archive = Path(local)
+            if not archive.is_file() or not tarfile.is_tarfile(archive):
+                pytest.fail(
+                    f"SB3_SAC_EXT_SB3_SDIST={local} is not a .tar.gz file (expected stable_baselines3-{SB3_VERSION}.tar.gz)",
+                    pytrace=False,
+                )
         else:
             command = [
                 sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import torch as th
 
+# The values of the ``precision`` argument
+PRECISIONS = ("auto", "fp32", "bf16")
+
 
 def bf16_is_fast(device: th.device) -> bool:
     """

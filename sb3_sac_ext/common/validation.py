@@ -16,9 +16,9 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError, UnsupportedSpaceError
+from sb3_sac_ext.common.precision import PRECISIONS
 
 OBJECTIVES = ("maximize", "minimize")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _is_int(value: Any) -> bool:
