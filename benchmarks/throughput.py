@@ -1,177 +1,199 @@
 """
-Training throughput: sb3-sac-ext's SAC against Stable-Baselines3's SAC, side by side in one invocation.
+Training speed of sb3-sac-ext's SAC against Stable-Baselines3's SAC and, when installed (``pip install
+"sb3-sac-ext[bench]"``), SBX (the JAX port), all in ONE process, interleaved in chunks over several rounds.
 
-Identical settings for both (MlpPolicy 256x256, batch 256, one env, train_freq 1, gradient_steps 1).
-Each measurement runs in its own subprocess (clean thread setting and peak-memory figure), and the runs
-alternate ours / SB3 so that drifts of the machine hit both alike. Prints env-steps/s, gradient updates/s,
-peak RSS, replay-buffer bytes per transition, and the ratio ours / SB3.
+Identical settings for all (MlpPolicy 256x256, batch 256, one env, ``train_freq=1``, ``gradient_steps=1``). Each
+round runs a chunk of every implementation in turn (the order alternates between rounds), so that the machine's
+drifts (its speed swings by 2x from minute to minute) hit all alike; the figures are medians over rounds, and the
+ratios are medians of the per-round ratios. A process per thread count (JAX fixes its threads at import).
 
-    python benchmarks/throughput.py                       # Pendulum-v1 and HalfCheetah-v5, 1 and 2 threads
-    python benchmarks/throughput.py --envs Pendulum-v1 --threads 1 --steps 1000 --repeats 3
+Printed per env and thread count:
+
+- gradient updates/s: ``model.train(gradient_steps=1, batch_size=256)`` called ``--chunk`` times per round, as
+  ``learn()`` calls it (replay sampling and logging included);
+- end-to-end env-steps/s: ``model.learn(--e2e-chunk)`` per round (env, action selection, storage, update);
+- the first compiled call's time (compilation), for ours with ``compile=True``;
+- with ``--memory``: the peak RSS of a separate process per implementation that trains 2,000 steps (RSS cannot be
+  split between models of one process).
+
+    python benchmarks/throughput.py                                  # Pendulum-v1, HalfCheetah-v5; 1 and 2 threads
+    python benchmarks/throughput.py --envs Pendulum-v1 --threads 1 --rounds 5
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from typing import Any
+
+# Our variants: label -> constructor arguments
+OURS = {
+    "ours eager fp32": {"compile": False, "precision": "fp32"},
+    "ours fp32": {"compile": True, "precision": "fp32"},
+    "ours bf16": {"compile": True, "precision": "bf16"},
+}
 
 
-def worker(algo: str, env_id: str, threads: int, precision: str, steps: int, warmup: int) -> dict:
-    import resource
+def _make(name: str, env_id: str, seed: int) -> Any:
+    common = {"learning_starts": 100, "seed": seed, "batch_size": 256}
+    if name == "sb3":
+        from stable_baselines3 import SAC
 
+        return SAC("MlpPolicy", env_id, **common)
+    if name == "sbx":
+        import sbx
+
+        return sbx.SAC("MlpPolicy", env_id, **common)
+    from sb3_sac_ext import SAC
+
+    return SAC("MlpPolicy", env_id, **common, **OURS[name])  # type: ignore[arg-type]
+
+
+def run_process(env_id: str, threads: int, names: list[str], chunk: int, e2e_chunk: int, rounds: int) -> dict:
+    """Everything for one env and thread count, in this process."""
     import torch as th
 
     th.set_num_threads(threads)
-    if algo == "sb3":
-        from stable_baselines3 import SAC
+    models, compile_s = {}, {}
+    for name in names:
+        model = _make(name, env_id, seed=0)
+        model.learn(600)  # a filled buffer; the compiled update compiles during this call
+        compiled = getattr(model, "_compiled_update", None)
+        if compiled is not None:
+            compile_s[name] = compiled.compile_seconds
+        models[name] = model
 
-        model = SAC("MlpPolicy", env_id, learning_starts=100, seed=0)
-    elif algo == "ours-nochecks":
-        model = _unchecked_sac()("MlpPolicy", env_id, learning_starts=100, seed=0, precision=precision)
-    else:
-        from sb3_sac_ext import SAC
+    def timed(fn: Any, n: int) -> float:
+        start = time.perf_counter()
+        fn()
+        return n / (time.perf_counter() - start)
 
-        model = SAC("MlpPolicy", env_id, learning_starts=100, seed=0, precision=precision)  # type: ignore[assignment]
-    model.learn(warmup)
-    updates_before = model._n_updates
-    start = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    elapsed = time.perf_counter() - start
-    buffer = model.replay_buffer
-    buffer_bytes = sum(
-        getattr(buffer, name).nbytes
-        for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-        if getattr(buffer, name, None) is not None
-    )
+    updates: dict[str, list[float]] = {name: [] for name in names}
+    e2e: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        order = names if index % 2 == 0 else list(reversed(names))
+        for name in order:
+            model = models[name]
+            updates[name].append(timed(lambda m=model: [m.train(gradient_steps=1, batch_size=256) for _ in range(chunk)], chunk))
+        for name in order:
+            model = models[name]
+            e2e[name].append(timed(lambda m=model: m.learn(e2e_chunk, reset_num_timesteps=False), e2e_chunk))
+
+    def ratios(values: dict[str, list[float]]) -> dict[str, float]:
+        return {name: statistics.median(a / b for a, b in zip(values[name], values["sb3"])) for name in names}
+
     return {
-        "env_steps_per_s": steps / elapsed,
-        "updates_per_s": (model._n_updates - updates_before) / elapsed,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "buffer_bytes_per_transition": buffer_bytes / (buffer.buffer_size * buffer.n_envs),
+        "env": env_id,
+        "threads": threads,
+        "updates_per_s": {name: statistics.median(v) for name, v in updates.items()},
+        "update_ratio": ratios(updates),
+        "env_steps_per_s": {name: statistics.median(v) for name, v in e2e.items()},
+        "e2e_ratio": ratios(e2e),
+        "compile_s": compile_s,
     }
 
 
-def _unchecked_sac() -> type:
-    """Our SAC without the non-finite checks (observations, rewards, losses): to measure what they cost."""
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-
-    from sb3_sac_ext import SAC
-
-    class UncheckedSAC(SAC):
-        check_observations = False
-
-        def _store_transition(self, *args, **kwargs) -> None:
-            OffPolicyAlgorithm._store_transition(self, *args, **kwargs)
-
-        def _optimizer_steps(self, steps) -> None:
-            for name, loss in steps:
-                optimizer = self.optimizers[name]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-        def _check_nonfinite_losses(self) -> None:
-            pass
-
-    return UncheckedSAC
+def peak_rss(name: str, env_id: str) -> float:
+    """Peak RSS (MiB) of a fresh process that trains ``name`` for 2,000 steps."""
+    code = (
+        "import resource, sys; sys.path.insert(0, %r); from throughput import _make; import torch; torch.set_num_threads(1); "
+        "_make(%r, %r, 0).learn(2000); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    ) % (os.path.dirname(os.path.abspath(__file__)), name, env_id)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
-def run_one(algo: str, env_id: str, threads: int, precision: str, steps: int, warmup: int) -> dict:
-    command = [sys.executable, __file__, "--worker", algo, env_id, str(threads), precision, str(steps), str(warmup)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def _available(names: list[str]) -> list[str]:
+    from sb3_sac_ext.common.precision import bf16_is_fast
+    import torch as th
+
+    kept = []
+    for name in names:
+        if name == "sbx":
+            try:
+                import sbx  # noqa: F401
+            except ImportError:
+                print("SBX is not installed (pip install 'sb3-sac-ext[bench]'): its column is left out", file=sys.stderr)
+                continue
+        if name == "ours bf16" and not bf16_is_fast(th.device("cpu")):
+            print("This CPU has no native bf16 (AMX or AVX512_BF16): 'ours bf16' is left out", file=sys.stderr)
+            continue
+        kept.append(name)
+    return kept
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    parser.add_argument(
-        "--precisions",
-        nargs="+",
-        default=None,
-        help="ours' precisions to run (default: fp32, plus bf16 where the hardware runs it natively)",
-    )
-    parser.add_argument("--steps", type=int, default=1500, help="measured env steps per run")
-    parser.add_argument("--warmup", type=int, default=300, help="env steps before timing (includes learning_starts=100)")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs per configuration")
-    parser.add_argument(
-        "--checks-overhead",
-        action="store_true",
-        help="instead: ours with and without the non-finite checks (observations, rewards, losses), alternating",
-    )
-    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--names", nargs="+", default=["sb3", *OURS, "sbx"], help="implementations to run")
+    parser.add_argument("--chunk", type=int, default=60, help="gradient updates per chunk")
+    parser.add_argument("--e2e-chunk", type=int, default=60, help="env steps per end-to-end chunk")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--memory", action="store_true", help="also measure each one's peak RSS in its own process")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.worker:
-        algo, env_id, threads, precision, steps, warmup = args.worker
-        print(json.dumps(worker(algo, env_id, int(threads), precision, int(steps), int(warmup))))
+    if args._child:
+        env_id, threads = args._child.split(",")
+        result = run_process(env_id, int(threads), args.names, args.chunk, args.e2e_chunk, args.rounds)
+        print("RESULT " + json.dumps(result))
         return
 
-    if args.precisions is None:
-        import torch as th
+    names = _available(["sb3", *[n for n in args.names if n != "sb3"]])
+    import platform
 
-        from sb3_sac_ext.common.precision import bf16_is_fast
-
-        args.precisions = ["fp32", "bf16"] if bf16_is_fast(th.device("cpu")) else ["fp32"]
-        if "bf16" not in args.precisions:
-            print("note: this CPU has no native bf16 (no AMX): bf16 is emulated and skipped; pass --precisions fp32 bf16")
-
-    if args.checks_overhead:
-        measure_checks_overhead(args)
-        return
-
-    rows = []
+    print(f"CPU: {_cpu_name()} | {platform.python_version()} | chunks of {args.chunk} updates, {args.rounds} rounds\n")
+    results = []
     for env_id in args.envs:
         for threads in args.threads:
-            results: dict[str, list[dict]] = {"sb3": [], **{f"ours-{p}": [] for p in args.precisions}}
-            for _ in range(args.repeats):
-                results["sb3"].append(run_one("sb3", env_id, threads, "fp32", args.steps, args.warmup))
-                for precision in args.precisions:
-                    results[f"ours-{precision}"].append(run_one("ours", env_id, threads, precision, args.steps, args.warmup))
-            sb3_updates = statistics.median(r["updates_per_s"] for r in results["sb3"])
-            for name, runs in results.items():
-                updates = statistics.median(r["updates_per_s"] for r in runs)
-                rows.append(
-                    (
-                        env_id,
-                        threads,
-                        name,
-                        statistics.median(r["env_steps_per_s"] for r in runs),
-                        updates,
-                        updates / sb3_updates,
-                        max(r["peak_rss_mb"] for r in runs),
-                        runs[0]["buffer_bytes_per_transition"],
-                    )
-                )
-            print(f"done: {env_id}, {threads} thread(s)", file=sys.stderr, flush=True)
-
-    header = f"{'env':<16} {'thr':>3} {'run':<10} {'env-steps/s':>11} {'updates/s':>9} {'ratio':>6} "
-    header += f"{'peak RSS MB':>11} {'buf B/trans':>11}"
-    print(header)
-    print("-" * len(header))
-    for env_id, threads, name, env_steps, updates, ratio, rss, buffer_bytes in rows:
-        print(
-            f"{env_id:<16} {threads:>3} {name:<10} {env_steps:>11.1f} {updates:>9.1f} {ratio:>6.2f} "
-            f"{rss:>11.0f} {buffer_bytes:>11.0f}"
-        )
-    print(f"(median of {args.repeats} alternating runs of {args.steps} env steps; ratio = ours / SB3 updates/s)")
+            env = dict(os.environ)
+            # JAX/XLA: as many threads as torch gets
+            env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
+            command = [sys.executable, __file__, "--_child", f"{env_id},{threads}", "--names", *names]
+            command += ["--chunk", str(args.chunk), "--e2e-chunk", str(args.e2e_chunk), "--rounds", str(args.rounds)]
+            out = subprocess.run(command, capture_output=True, text=True, env=env)
+            lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+            if out.returncode != 0 or not lines:
+                sys.exit(f"{env_id}, {threads} thread(s) failed:\n{out.stderr[-3000:]}")
+            result = json.loads(lines[-1][len("RESULT ") :])
+            if args.memory:
+                result["peak_rss_mb"] = {name: peak_rss(name, env_id) for name in names}
+            results.append(result)
+            _print(result, names)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
 
 
-def measure_checks_overhead(args: argparse.Namespace) -> None:
-    """Updates/s of ours with and without the non-finite checks, alternating runs; prints the overhead."""
-    print(f"{'env':<16} {'thr':>3} {'checked':>9} {'unchecked':>9} {'overhead':>8}")
-    for env_id in args.envs:
-        for threads in args.threads:
-            checked, unchecked = [], []
-            for _ in range(args.repeats):
-                checked.append(run_one("ours", env_id, threads, "fp32", args.steps, args.warmup)["updates_per_s"])
-                unchecked.append(run_one("ours-nochecks", env_id, threads, "fp32", args.steps, args.warmup)["updates_per_s"])
-            with_checks, without = statistics.median(checked), statistics.median(unchecked)
-            print(f"{env_id:<16} {threads:>3} {with_checks:>9.1f} {without:>9.1f} {100 * (without / with_checks - 1):>7.1f}%")
-    print(f"(updates/s, median of {args.repeats} alternating runs of {args.steps} env steps)")
+def _print(result: dict, names: list[str]) -> None:
+    print(f"## {result['env']}, {result['threads']} thread(s)")
+    print("| | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    print("| updates/s (x SB3) | " + " | ".join(f"{result['updates_per_s'][n]:.0f} ({result['update_ratio'][n]:.2f})" for n in names) + " |")
+    print("| env-steps/s (x SB3) | " + " | ".join(f"{result['env_steps_per_s'][n]:.0f} ({result['e2e_ratio'][n]:.2f})" for n in names) + " |")
+    print("| compile (s) | " + " | ".join(f"{result['compile_s'][n]:.0f}" if result["compile_s"].get(n) else "-" for n in names) + " |")
+    if "peak_rss_mb" in result:
+        print("| peak RSS (MiB) | " + " | ".join(f"{result['peak_rss_mb'][n]:.0f}" for n in names) + " |")
+    print(flush=True)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            info = file.read()
+        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        flags = next(line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags"))
+        isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+        return f"{model} ({', '.join(isa)})"
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

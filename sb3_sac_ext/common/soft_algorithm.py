@@ -20,6 +20,13 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
 from sb3_sac_ext.common import distributed, persistence, training, validation
+from sb3_sac_ext.common.compiled_update import (
+    AUTO_COMPILE_MIN_UPDATES,
+    CompiledUpdate,
+    check_compile_arg,
+    unsupported_reason,
+    warn_eager,
+)
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.export import export_policy
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
@@ -66,8 +73,14 @@ class SoftOffPolicyMixin(EstimatorMixin):
     objective: str
     precision: str
     _current_progress_remaining: float
+    compile: bool | str
     # The data-parallel state (see sb3_sac_ext.common.distributed), None outside data-parallel training
     _distributed: distributed.DistributedState | None = None
+    # The compiled update once built (see _compiled_step); _eager_only once the model is known to train eagerly
+    _compiled_update: CompiledUpdate | None = None
+    _eager_only: bool = False
+    # Gradient steps the current learn() call plans (compile="auto" compiles when they are many)
+    _planned_updates: int = 0
 
     # ----------------------------------------------------------------- construction
 
@@ -78,6 +91,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
             if params.get(name) is not None:
                 make_schedule(params[name], name)
         distributed.check_distributed_arg(params.get("distributed", "auto"))
+        check_compile_arg(params.get("compile", "auto"))
 
     def _set_shared_hyperparameters(self) -> None:
         """Set the hyperparameters both algorithms add to ``OffPolicyAlgorithm``'s from the constructor arguments."""
@@ -244,6 +258,45 @@ class SoftOffPolicyMixin(EstimatorMixin):
         """The update of both algorithms: see :func:`sb3_sac_ext.common.training.train`."""
         training.train(self, gradient_steps, batch_size)
 
+    def _compiled_step(self, batch: Any, update_actor: bool, update_target: bool) -> dict[str, th.Tensor] | None:
+        """
+        One gradient step on the fast path (:class:`~sb3_sac_ext.common.compiled_update.CompiledUpdate`), built at the
+        first step that uses it.
+
+        ``compile=True`` always uses it; ``"auto"`` once a ``learn()`` call plans at least
+        ``AUTO_COMPILE_MIN_UPDATES`` gradient steps (or that many were done), where compilation pays for itself;
+        ``False`` never. Settings without a fast path, and a failed compilation, train eagerly (with one warning,
+        except for an unsupported setting under ``"auto"``).
+
+        :return: The step's statistics, or ``None`` when the caller must run the eager step
+        """
+        update = self._compiled_update
+        if update is None:
+            if self._eager_only or not self._wants_compiled_update():
+                return None
+            update = self._compiled_update = CompiledUpdate.build(self, batch)
+        guard = self._optimizer_stepper._flags(self.device, self._n_updates)
+        if update.calls > 0:
+            return update.step(batch, update_actor, update_target, guard)
+        try:
+            return update.step(batch, update_actor, update_target, guard)
+        except Exception as e:  # compilation failed: nothing was run, the eager step runs instead
+            self._compiled_update, self._eager_only = None, True
+            warn_eager(f"compilation failed with {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
+            return None
+
+    def _wants_compiled_update(self) -> bool:
+        mode = getattr(self, "compile", "auto")
+        if mode is False or (mode == "auto" and max(self._planned_updates, self._n_updates) < AUTO_COMPILE_MIN_UPDATES):
+            return False
+        reason = unsupported_reason(self)
+        if reason is not None:
+            self._eager_only = True
+            if mode is True:
+                warn_eager(f"no fast path for {reason}")
+            return False
+        return True
+
     def _optimizer_steps(self, steps: list[tuple[str, th.Tensor]]) -> None:
         """
         Backpropagate and step the named optimizers through the one hook (:class:`~sb3_sac_ext.common.optim.OptimizerStep`:
@@ -300,9 +353,19 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 # Rank 0 alone logs, evaluates, checkpoints and shows progress: callbacks run there only
                 self.set_logger(Logger(folder=None, output_formats=[]))  # type: ignore[attr-defined]
                 callback, progress_bar = None, False
-        return super()._setup_learn(  # type: ignore[misc]
+        total_timesteps, callback = super()._setup_learn(  # type: ignore[misc]
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
+        self._planned_updates = self._estimate_updates(total_timesteps)
+        return total_timesteps, callback
+
+    def _estimate_updates(self, total_timesteps: int) -> int:
+        """:return: About how many gradient steps learning until ``total_timesteps`` env steps will do."""
+        env_steps = total_timesteps - max(self.num_timesteps, self.learning_starts)  # type: ignore[attr-defined]
+        self._convert_train_freq_again()
+        frequency = self.train_freq.frequency if self.train_freq.unit == TrainFrequencyUnit.STEP else 1  # type: ignore[has-type]
+        per_round = self.gradient_steps if self.gradient_steps >= 0 else frequency * self.n_envs  # type: ignore[attr-defined]
+        return max(env_steps, 0) * per_round // max(frequency, 1)
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:
         state = self._distributed
@@ -567,6 +630,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
             "_distributed",
             "_last_lstm_states",
             "_batches",
+            "_compiled_update",
+            "_eager_only",
+            "_planned_updates",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -588,6 +654,7 @@ _SHARED_HYPERPARAMETERS = (
     "objective",
     "precision",
     "distributed",
+    "compile",
 )
 
 _COMMON_CHECKED = (

@@ -11,7 +11,10 @@ call the algorithm's three loss methods, which apply the pure functions of ``sac
 - ``_actor_loss(batch, ent_coef)``: the policy loss and the ``log pi`` that feeds the temperature loss,
 
 and step every optimizer through one hook (:meth:`SoftOffPolicyMixin._optimizer_steps`: clipping, non-finite guard,
-data-parallel averaging). The loop has no host synchronisation: statistics stay tensors until the logger dumps.
+data-parallel averaging). With ``compile``, the same step (the same three methods, the temperature loss, the
+optimizer steps and the Polyak update) runs as one compiled program instead:
+:class:`~sb3_sac_ext.common.compiled_update.CompiledUpdate`. The loop has no host synchronisation: statistics stay
+tensors until the logger dumps.
 """
 
 from typing import Any, NamedTuple
@@ -105,7 +108,17 @@ def train(model: Any, gradient_steps: int, batch_size: int) -> None:
     for gradient_step in range(gradient_steps):
         update_index = model._n_updates + gradient_step
         update_actor = update_index % model.policy_delay == 0
+        update_target = (update_index + 1) % model.target_update_interval == 0
         batch = batches.sample(model, batch_size, update_actor)
+        # The fast path: this same step as one compiled program (None when the model trains eagerly)
+        step_logs = model._compiled_step(batch, update_actor, update_target)
+        if step_logs is not None:
+            for key, value in step_logs.items():
+                if key.endswith("_grad_norm"):
+                    model._train_logs[f"train/{key}"] = value
+                else:
+                    logs[key].append(value)
+            continue
         if model.use_sde:
             model.actor.reset_noise()
         ent_coef = model.temperature.value
@@ -131,7 +144,7 @@ def train(model: Any, gradient_steps: int, batch_size: int) -> None:
             batches.after_step("actor", model, logs)
         logs["ent_coef"].append(ent_coef)
 
-        if (update_index + 1) % model.target_update_interval == 0:
+        if update_target:
             model._update_target()
 
     model._n_updates += gradient_steps

@@ -87,6 +87,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :param distributed: Data-parallel training on ``torch.distributed`` (see :mod:`sb3_sac_ext.common.distributed`):
         ``"auto"`` (on when launched by ``torchrun`` with ``WORLD_SIZE > 1``), ``True`` (required) or ``False``.
         Not saved: a loaded model uses ``"auto"``
+    :param compile: Run each gradient step as one compiled program (see :class:`~sb3_sac_ext.sac.SAC`):
+        ``True``, ``False`` or ``"auto"``
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -137,6 +139,7 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         precision: str = "auto",
         target_entropy_scale: float = 0.89,
         distributed: bool | str = "auto",
+        compile: bool | str = "auto",
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())

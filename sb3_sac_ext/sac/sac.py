@@ -96,6 +96,11 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         ``"auto"`` turns it on when the process was launched by ``torchrun`` with ``WORLD_SIZE > 1``, ``True``
         requires it (:class:`~sb3_sac_ext.common.errors.DistributedError` when no process group can be formed),
         ``False`` turns it off. Not saved: a loaded model uses ``"auto"``
+    :param compile: Run each gradient step as one program compiled by ``torch.compile`` (see
+        :mod:`sb3_sac_ext.common.compiled_update`; same learning, faster): ``True``, ``False`` (the eager update) or
+        ``"auto"`` (compile when a ``learn()`` call plans at least 5,000 gradient steps, where the one-off
+        compilation pays for itself). Settings without a fast path (recurrent policies, gSDE, data-parallel
+        training, optimizers other than Adam/AdamW) and machines where compilation fails train eagerly
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -149,6 +154,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         objective: str = "maximize",
         precision: str = "auto",
         distributed: bool | str = "auto",
+        compile: bool | str = "auto",
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())
