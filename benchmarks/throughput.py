@@ -7,7 +7,8 @@ round runs a chunk of every implementation in turn (the order alternates between
 drifts (its speed swings by 2x from minute to minute) hit all alike; the figures are medians over rounds, and the
 ratios are medians of the per-round ratios. A process per thread count (JAX fixes its threads at import).
 
-Printed per env and thread count:
+The process is pinned to ``THREADS`` cores (``--cores``), so that every implementation gets the same cores: unpinned,
+SBX with one XLA thread keeps a second core busy too. Printed per env and thread count:
 
 - gradient updates/s: ``model.train(gradient_steps=1, batch_size=256)`` called ``--chunk`` times per round, as
   ``learn()`` calls it (replay sampling and logging included);
@@ -52,10 +53,16 @@ def _make(name: str, env_id: str, seed: int) -> Any:
     return SAC("MlpPolicy", env_id, **common, **OURS[name])  # type: ignore[arg-type]
 
 
-def run_process(env_id: str, threads: int, names: list[str], chunk: int, e2e_chunk: int, rounds: int) -> dict:
+def run_process(
+    env_id: str, threads: int, names: list[str], chunk: int, e2e_chunk: int, rounds: int, args_cores: list[int] | None = None
+) -> dict:
     """Everything for one env and thread count, in this process."""
     import torch as th
 
+    # "threads" cores, pinned: JAX's runtime threads then share them too (unpinned, SBX with one XLA thread keeps a
+    # second core busy, 1.7-1.9 cores in all on our 2-core machine)
+    cores = sorted(os.sched_getaffinity(0))[:threads] if args_cores is None else args_cores
+    os.sched_setaffinity(0, set(cores))
     th.set_num_threads(threads)
     models, compile_s = {}, {}
     for name in names:
@@ -93,6 +100,7 @@ def run_process(env_id: str, threads: int, names: list[str], chunk: int, e2e_chu
         "env_steps_per_s": {name: statistics.median(v) for name, v in e2e.items()},
         "e2e_ratio": ratios(e2e),
         "compile_s": compile_s,
+        "cores": cores,
     }
 
 
@@ -134,13 +142,15 @@ def main() -> None:
     parser.add_argument("--e2e-chunk", type=int, default=60, help="env steps per end-to-end chunk")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--memory", action="store_true", help="also measure each one's peak RSS in its own process")
+    parser.add_argument("--cores", nargs="+", type=int, help="CPU cores to pin to (default: the first THREADS ones)")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args._child:
         env_id, threads = args._child.split(",")
-        result = run_process(env_id, int(threads), args.names, args.chunk, args.e2e_chunk, args.rounds)
+        cores = args.cores[: int(threads)] if args.cores else None
+        result = run_process(env_id, int(threads), args.names, args.chunk, args.e2e_chunk, args.rounds, cores)
         print("RESULT " + json.dumps(result))
         return
 
@@ -156,6 +166,8 @@ def main() -> None:
             env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
             command = [sys.executable, __file__, "--_child", f"{env_id},{threads}", "--names", *names]
             command += ["--chunk", str(args.chunk), "--e2e-chunk", str(args.e2e_chunk), "--rounds", str(args.rounds)]
+            if args.cores:
+                command += ["--cores", *map(str, args.cores)]
             out = subprocess.run(command, capture_output=True, text=True, env=env)
             lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
             if out.returncode != 0 or not lines:
@@ -171,7 +183,7 @@ def main() -> None:
 
 
 def _print(result: dict, names: list[str]) -> None:
-    print(f"## {result['env']}, {result['threads']} thread(s)")
+    print(f"## {result['env']}, {result['threads']} thread(s), pinned to core(s) {result['cores']}")
     print("| | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     print("| updates/s (x SB3) | " + " | ".join(f"{result['updates_per_s'][n]:.0f} ({result['update_ratio'][n]:.2f})" for n in names) + " |")

@@ -73,7 +73,7 @@ def train(name: str) -> Any:
         env = make_vec_env(env_id, n_envs=1, seed=0)
         if normalize:
             env = VecNormalize(env)
-        model = algo(policy, env, device="cpu", precision="fp32", **kwargs)
+        model = algo(policy, env, device="cpu", precision="fp32", compile=False, **kwargs)
         model.learn(TIMESTEPS)
     finally:
         th.set_num_threads(threads)

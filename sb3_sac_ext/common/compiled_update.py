@@ -133,15 +133,15 @@ def adam_step(
     okf = ok.to(th.float32)
     lr, step_size, inv_bc2_sqrt = coefficients[0], coefficients[1] * okf, coefficients[2]
     for param, grad_, state in zip(params, grads, states):
-        g = th.where(ok, grad_, 0.0)
-        if hp.maximize:
-            g = -g
+        g = -grad_ if hp.maximize else grad_
         state["step"].add_(okf)
         if hp.weight_decay != 0.0:
             if hp.decoupled:
                 param.mul_(1 - lr * hp.weight_decay * okf)
             else:
                 g = g + hp.weight_decay * param
+        # A skipped step adds nothing to the moments (and a NaN gradient must not reach them)
+        g = th.where(ok, g, 0.0)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.add_((g - exp_avg) * ((1 - hp.beta1) * okf))
         exp_avg_sq.mul_(1 - (1 - hp.beta2) * okf).addcmul_(g, g, value=1 - hp.beta2)
@@ -211,10 +211,18 @@ class CompiledUpdate:
             trainable[name] = [names[id(p)] if name != "ent_coef" else "log_ent_coef" for p in used]
             for p in used:
                 _init_adam_state(optimizer, p)
-        for module in _Networks(model).modules():
+        update = cls(model, trainable, compiler)
+        update._set_layout(feature_major=True)
+        return update
+
+    def close(self) -> None:
+        """Give the networks back to the eager update (after a failed compilation)."""
+        self._set_layout(feature_major=False)
+
+    def _set_layout(self, feature_major: bool) -> None:
+        for module in self.networks.modules():
             if isinstance(module, EnsembleMLP):
-                module.feature_major = True
-        return cls(model, trainable, compiler)
+                module.feature_major = feature_major
 
     def step(self, batch: Any, update_actor: bool, update_target: bool, guard: tuple[th.Tensor, th.Tensor]) -> dict[str, th.Tensor]:
         """

@@ -281,6 +281,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         try:
             return update.step(batch, update_actor, update_target, guard)
         except Exception as e:  # compilation failed: nothing was run, the eager step runs instead
+            update.close()
             self._compiled_update, self._eager_only = None, True
             warn_eager(f"compilation failed with {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
             return None

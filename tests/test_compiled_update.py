@@ -1,0 +1,206 @@
+"""
+The compiled update (``compile=True``, :mod:`sb3_sac_ext.common.compiled_update`) against the eager one
+(``compile=False``): same losses, gradients, parameters and optimizer states after N steps on a fixed batch; the
+non-finite guard; the fallback to the eager update; ``compile="auto"``.
+
+The SAC and DiscreteSAC comparisons compile for real (``torch.compile``; inductor draws its random numbers like eager
+PyTorch here, ``fallback_random``, so that SAC's sampled actions are the same). The bf16 comparison runs the same
+program without compiling it (the identity compiler) to keep the suite short.
+"""
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+import torch as th
+import torch._inductor.config as inductor_config
+from stable_baselines3.common.torch_layers import FlattenExtractor
+
+import sb3_sac_ext.common.compiled_update as compiled_update
+from sb3_sac_ext import SAC, DiscreteSAC
+from sb3_sac_ext.common.compiled_update import AUTO_COMPILE_MIN_UPDATES, CompiledUpdate
+from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError
+from tests._helpers import MODEL_LIST, tiny_model
+
+STEPS = 5
+
+
+def _twins(model_class: type, precision: str = "fp32", **kwargs: Any) -> tuple[Any, Any, Any]:
+    """An eager and a compiled model with the same weights and replay data, both fed one fixed batch."""
+    models = []
+    for compile in (False, True):
+        model = tiny_model(model_class, seed=0, precision=precision, compile=compile, learning_starts=10_000, **kwargs)
+        model.learn(150)  # fills the buffer; no update before learning_starts
+        models.append(model)
+    eager, fast = models
+    batch = eager._batches.sample(eager, eager.batch_size, True)
+    for model in models:
+        model._batches.sample = lambda *args, **kw: batch
+    return eager, fast, batch
+
+
+def _step_both(eager: Any, fast: Any, steps: int) -> list[tuple[dict, dict]]:
+    logs = []
+    for step in range(steps):
+        for model in (eager, fast):
+            th.manual_seed(step)  # the same noise for SAC's sampled actions
+            model.train(gradient_steps=1, batch_size=model.batch_size)
+        logs.append(tuple({k: float(v) for k, v in model._train_logs.items()} for model in (eager, fast)))
+    return logs
+
+
+def _optimizer_tensors(model: Any, key: str) -> list[th.Tensor]:
+    return [
+        optimizer.state[p][key] for optimizer in model.optimizers.values() for group in optimizer.param_groups for p in group["params"]
+    ]
+
+
+def _assert_close_models(eager: Any, fast: Any, rtol: float, atol: float) -> None:
+    for (name, p_eager), p_fast in zip(eager.policy.named_parameters(), fast.policy.parameters()):
+        th.testing.assert_close(p_fast, p_eager, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        for t_eager, t_fast in zip(_optimizer_tensors(eager, key), _optimizer_tensors(fast, key)):
+            th.testing.assert_close(t_fast, t_eager, rtol=rtol, atol=atol)
+    th.testing.assert_close(fast.temperature.value, eager.temperature.value, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_compiled_matches_eager(model_class: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    eager, fast, batch = _twins(model_class)
+    for p_eager, p_fast in zip(eager.policy.parameters(), fast.policy.parameters()):
+        assert th.equal(p_eager, p_fast)
+
+    # Gradients: after the first Adam step, exp_avg = (1 - beta1) * gradient
+    logs = _step_both(eager, fast, 1)
+    assert fast._compiled_update is not None and fast._compiled_update.calls == 1
+    assert eager._compiled_update is None
+    for m_eager, m_fast in zip(_optimizer_tensors(eager, "exp_avg"), _optimizer_tensors(fast, "exp_avg")):
+        th.testing.assert_close(m_fast, m_eager, rtol=1e-4, atol=1e-6)
+    logs += _step_both(eager, fast, STEPS - 1)
+    for step_eager, step_fast in logs:
+        assert step_fast.keys() == step_eager.keys()
+        for key in step_eager:
+            assert step_fast[key] == pytest.approx(step_eager[key], rel=1e-4, abs=1e-5), key
+    _assert_close_models(eager, fast, rtol=1e-4, atol=1e-5)
+    # The program moved the weights (not a no-op that trivially matches)
+    assert not th.equal(next(fast.actor.parameters()), next(tiny_model(model_class, seed=0).actor.parameters()))
+
+    # The non-finite guard: the step that sees a NaN changes no trained weight and no optimizer state, and the call
+    # raises (the target critics still move towards the unchanged critics, as in the eager update)
+    trained = [*fast.actor.parameters(), *fast.critic.parameters()]
+    before = [p.detach().clone() for p in trained]
+    steps_before = [t.clone() for t in _optimizer_tensors(fast, "step")]
+    bad = batch._replace(rewards=th.full_like(batch.rewards, float("nan")))
+    fast._batches.sample = lambda *args, **kw: bad
+    with pytest.raises(NonFiniteError, match="critic"):
+        fast.train(gradient_steps=2, batch_size=fast.batch_size)
+    assert all(th.equal(a, b) for a, b in zip(before, trained))
+    assert all(th.equal(a, b) for a, b in zip(steps_before, _optimizer_tensors(fast, "step")))
+
+    # learn() goes through the same compiled program, and the optimizer state it wrote saves and loads
+    del fast._batches.sample
+    fast.learning_starts = 0
+    fast.learn(64, reset_num_timesteps=False)
+    assert fast._compiled_update.calls > STEPS
+
+
+def test_compiled_program_bf16_matches_eager_bf16() -> None:
+    """The same program in bf16 autocast (run without compiling) against the eager bf16 update."""
+    eager, fast, batch = _twins(SAC, precision="bf16")
+    fast._compiled_update = CompiledUpdate.build(fast, batch, compiler=lambda fn: fn)
+    _step_both(eager, fast, STEPS)
+    assert fast._compiled_update.calls == STEPS
+    # bf16 products round to 8 bits of mantissa, and the two paths round at different places
+    _assert_close_models(eager, fast, rtol=2e-2, atol=2e-3)
+
+
+def test_adam_step_matches_torch_adam_and_skips() -> None:
+    """adam_step against torch's Adam and AdamW (weight decay, maximize), and an exact skip when not ok."""
+    for optimizer_class, kwargs in ((th.optim.Adam, {"weight_decay": 0.1}), (th.optim.AdamW, {"maximize": True})):
+        params = [th.randn(4, 3, requires_grad=True), th.randn(3, requires_grad=True)]
+        ours = [p.detach().clone() for p in params]
+        optimizer = optimizer_class(params, lr=1e-2, **kwargs)
+        for p in params:
+            compiled_update._init_adam_state(optimizer, p)
+        states = [{k: v.clone() for k, v in optimizer.state[p].items()} for p in params]
+        hp = compiled_update._AdamHyperparameters(optimizer)
+        for step in range(1, 4):
+            grads = [th.randn_like(p) for p in params]
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+            t = float(step)
+            coefficients = th.tensor([1e-2, 1e-2 / (1 - hp.beta1**t), (1 - hp.beta2**t) ** -0.5])
+            compiled_update.adam_step(ours, grads, states, coefficients, hp, th.tensor(True))
+            for p, q in zip(params, ours):
+                th.testing.assert_close(q, p.detach(), rtol=1e-6, atol=1e-7)
+        frozen = [p.clone() for p in ours], [{k: v.clone() for k, v in s.items()} for s in states]
+        grads = [th.full_like(p, float("nan")) for p in ours]
+        compiled_update.adam_step(ours, grads, states, th.tensor([1e-2, 1.0, 1.0]), hp, th.tensor(False))
+        assert all(th.equal(a, b) for a, b in zip(frozen[0], ours))
+        assert all(th.equal(a[k], b[k]) for a, b in zip(frozen[1], states) for k in a)
+
+
+class _BranchingExtractor(FlattenExtractor):
+    """A features extractor with a data-dependent Python branch: dynamo cannot trace it as one graph."""
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        flat = super().forward(observations)
+        if bool(flat.sum() > 1e9):
+            return flat * 2
+        return flat
+
+
+def test_untraceable_policy_falls_back_to_eager_with_one_warning() -> None:
+    kwargs = dict(seed=0, precision="fp32", learning_starts=50)
+    policy_kwargs = dict(net_arch=[16, 16], features_extractor_class=_BranchingExtractor)
+    eager = tiny_model(SAC, compile=False, policy_kwargs=policy_kwargs, **kwargs).learn(120)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fallback = tiny_model(SAC, compile=True, policy_kwargs=policy_kwargs, **kwargs).learn(120)
+    messages = [str(w.message) for w in caught if "compiled update is not used" in str(w.message)]
+    assert len(messages) == 1 and "compilation failed" in messages[0], messages
+    assert fallback._compiled_update is None and fallback._eager_only
+    # Training went on eagerly, exactly as compile=False (the probe of the build draws no random numbers of the run)
+    for p_eager, p_fallback in zip(eager.policy.parameters(), fallback.policy.parameters()):
+        assert th.equal(p_eager, p_fallback)
+
+
+def test_settings_without_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No C++ compiler: compile=True warns once and trains eagerly; "auto" trains eagerly without a word
+    monkeypatch.setattr(compiled_update.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        model = tiny_model(SAC, compile=True, learning_starts=20).learn(60)
+    assert model._eager_only and model._compiled_update is None
+    model = tiny_model(SAC, compile="auto", learning_starts=20)
+    model._planned_updates = AUTO_COMPILE_MIN_UPDATES
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.learn(60, reset_num_timesteps=False)
+    monkeypatch.undo()
+    # Each setting without a fast path is named
+    assert "gSDE" in compiled_update.unsupported_reason(tiny_model(SAC, use_sde=True))
+    sgd = tiny_model(SAC, policy_kwargs=dict(net_arch=[8], optimizer_class=th.optim.SGD))
+    assert "SGD" in compiled_update.unsupported_reason(sgd)
+    recurrent = tiny_model(DiscreteSAC, policy="MlpLstmPolicy", policy_kwargs=dict(net_arch=[8], lstm_hidden_size=8))
+    assert "recurrent" in compiled_update.unsupported_reason(recurrent)
+    assert compiled_update.unsupported_reason(tiny_model(SAC)) is None
+
+
+def test_auto_compiles_long_runs_only() -> None:
+    model = tiny_model(SAC, compile="auto", learning_starts=50)
+    model.learn(120)
+    assert model._compiled_update is None and not model._eager_only
+    # What learn(20_000) plans with the defaults: one update per env step after learning_starts
+    model = SAC("MlpPolicy", "Pendulum-v1", compile="auto")
+    _, _ = model._setup_learn(20_000)
+    assert model._planned_updates == 20_000 - 100 >= AUTO_COMPILE_MIN_UPDATES
+    model = SAC("MlpPolicy", "Pendulum-v1", train_freq=4, gradient_steps=2)
+    model._setup_learn(20_100)
+    assert model._planned_updates == 20_000 // 4 * 2
+    for value in ("yes", 1.5, None):
+        with pytest.raises(InvalidHyperparameterError, match="compile must be"):
+            SAC("MlpPolicy", "Pendulum-v1", compile=value)
+    assert np.isfinite(AUTO_COMPILE_MIN_UPDATES)
