@@ -76,7 +76,10 @@ def main() -> None:
             result = train_and_evaluate(run, args.env, args.steps, seed, args.eval_every, args.log_dir)
             results[run].append(result)
             curve = " ".join(f"{r:.0f}" for r in result["curve"])
-            print(f"seed {seed} {run:<10} return {result['return']:8.1f}  ({result['seconds']:.0f} s)  curve: {curve}", flush=True)
+            print(
+                f"seed {seed} {run:<10} return {result['return']:8.1f}  ({result['seconds']:.0f} s)  curve: {curve}",
+                flush=True,
+            )
 
     print(f"\n{args.env}, {args.steps} steps, seeds {args.seeds}, {args.threads} thread(s)")
     print("| run | final return (mean +- std) | per seed | wall-clock (s, mean) |")
@@ -85,7 +88,8 @@ def main() -> None:
         returns = [r["return"] for r in runs]
         std = statistics.stdev(returns) if len(returns) > 1 else 0.0
         seconds = statistics.mean(r["seconds"] for r in runs)
-        print(f"| {run} | {statistics.mean(returns):.1f} +- {std:.1f} | {' '.join(f'{r:.1f}' for r in returns)} | {seconds:.0f} |")
+        per_seed = " ".join(f"{r:.1f}" for r in returns)
+        print(f"| {run} | {statistics.mean(returns):.1f} +- {std:.1f} | {per_seed} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":

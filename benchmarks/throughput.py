@@ -84,7 +84,9 @@ def run_process(
         order = names if index % 2 == 0 else list(reversed(names))
         for name in order:
             model = models[name]
-            updates[name].append(timed(lambda m=model: [m.train(gradient_steps=1, batch_size=256) for _ in range(chunk)], chunk))
+            updates[name].append(
+                timed(lambda m=model: [m.train(gradient_steps=1, batch_size=256) for _ in range(chunk)], chunk)
+            )
         for name in order:
             model = models[name]
             e2e[name].append(timed(lambda m=model: m.learn(e2e_chunk, reset_num_timesteps=False), e2e_chunk))
@@ -106,10 +108,12 @@ def run_process(
 
 def peak_rss(name: str, env_id: str) -> float:
     """Peak RSS (MiB) of a fresh process that trains ``name`` for 2,000 steps."""
+    folder = os.path.dirname(os.path.abspath(__file__))
     code = (
-        "import resource, sys; sys.path.insert(0, %r); from throughput import _make; import torch; torch.set_num_threads(1); "
-        "_make(%r, %r, 0).learn(2000); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
-    ) % (os.path.dirname(os.path.abspath(__file__)), name, env_id)
+        f"import resource, sys; sys.path.insert(0, {folder!r}); from throughput import _make; import torch; "
+        f"torch.set_num_threads(1); _make({name!r}, {env_id!r}, 0).learn(2000); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -163,7 +167,9 @@ def main() -> None:
         for threads in args.threads:
             env = dict(os.environ)
             # JAX/XLA: as many threads as torch gets
-            env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
+            env["XLA_FLAGS"] = (
+                f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
+            )
             command = [sys.executable, __file__, "--_child", f"{env_id},{threads}", "--names", *names]
             command += ["--chunk", str(args.chunk), "--e2e-chunk", str(args.e2e_chunk), "--rounds", str(args.rounds)]
             if args.cores:
@@ -186,9 +192,21 @@ def _print(result: dict, names: list[str]) -> None:
     print(f"## {result['env']}, {result['threads']} thread(s), pinned to core(s) {result['cores']}")
     print("| | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
-    print("| updates/s (x SB3) | " + " | ".join(f"{result['updates_per_s'][n]:.0f} ({result['update_ratio'][n]:.2f})" for n in names) + " |")
-    print("| env-steps/s (x SB3) | " + " | ".join(f"{result['env_steps_per_s'][n]:.0f} ({result['e2e_ratio'][n]:.2f})" for n in names) + " |")
-    print("| compile (s) | " + " | ".join(f"{result['compile_s'][n]:.0f}" if result["compile_s"].get(n) else "-" for n in names) + " |")
+    print(
+        "| updates/s (x SB3) | "
+        + " | ".join(f"{result['updates_per_s'][n]:.0f} ({result['update_ratio'][n]:.2f})" for n in names)
+        + " |"
+    )
+    print(
+        "| env-steps/s (x SB3) | "
+        + " | ".join(f"{result['env_steps_per_s'][n]:.0f} ({result['e2e_ratio'][n]:.2f})" for n in names)
+        + " |"
+    )
+    print(
+        "| compile (s) | "
+        + " | ".join(f"{result['compile_s'][n]:.0f}" if result["compile_s"].get(n) else "-" for n in names)
+        + " |"
+    )
     if "peak_rss_mb" in result:
         print("| peak RSS (MiB) | " + " | ".join(f"{result['peak_rss_mb'][n]:.0f}" for n in names) + " |")
     print(flush=True)

@@ -52,13 +52,16 @@ def _step_both(eager: Any, fast: Any, steps: int) -> list[tuple[dict, dict]]:
 
 def _optimizer_tensors(model: Any, key: str) -> list[th.Tensor]:
     return [
-        optimizer.state[p][key] for optimizer in model.optimizers.values() for group in optimizer.param_groups for p in group["params"]
+        optimizer.state[p][key]
+        for optimizer in model.optimizers.values()
+        for group in optimizer.param_groups
+        for p in group["params"]
     ]
 
 
 def _assert_close_models(eager: Any, fast: Any, rtol: float, atol: float) -> None:
     for (name, p_eager), p_fast in zip(eager.policy.named_parameters(), fast.policy.parameters()):
-        th.testing.assert_close(p_fast, p_eager, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+        th.testing.assert_close(p_fast, p_eager, rtol=rtol, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
     for key in ("exp_avg", "exp_avg_sq", "step"):
         for t_eager, t_fast in zip(_optimizer_tensors(eager, key), _optimizer_tensors(fast, key)):
             th.testing.assert_close(t_fast, t_eager, rtol=rtol, atol=atol)
@@ -204,3 +207,24 @@ def test_auto_compiles_long_runs_only() -> None:
         with pytest.raises(InvalidHyperparameterError, match="compile must be"):
             SAC("MlpPolicy", "Pendulum-v1", compile=value)
     assert np.isfinite(AUTO_COMPILE_MIN_UPDATES)
+
+
+def test_several_gradient_steps_sample_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the compiled update, gradient_steps=G samples G * batch_size transitions in one call, then slices them."""
+    model = tiny_model(SAC, compile=True, learning_starts=10_000, batch_size=16, seed=0)
+    model.learn(100)
+    model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 16, True), compiler=lambda fn: fn)
+    calls = []
+    sample = model.replay_buffer.sample
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda n, env=None: calls.append(n) or sample(n, env))
+    seen = []
+    program = model._compiled_update._program
+    model._compiled_update._program = lambda params, states, coef, batch, *rest: (
+        seen.append(batch) or program(params, states, coef, batch, *rest)
+    )
+    model.train(gradient_steps=3, batch_size=16)
+    assert calls == [48] and len(seen) == 3
+    assert all(batch.rewards.shape == (16, 1) for batch in seen)
+    assert seen[0].actor_obs is seen[0].critic_obs  # shared tensors stay shared
+    assert not th.equal(seen[0].rewards, seen[1].rewards)
+    assert model._n_updates == 3

@@ -110,3 +110,36 @@ def test_squashed_gaussian_log_prob_matches_sb3_distribution():
     # SB3 recovers the Gaussian sample with atanh(actions), which loses precision near |a| = 1
     mask = actions.abs().max(dim=1).values < 0.999
     th.testing.assert_close(log_prob[mask], reference[mask], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("per_member_input", [False, True])
+def test_feature_major_layout_same_outputs_and_gradients_contiguous(per_member_input: bool):
+    """The compiled update's layout: same outputs and gradients, and the weights' gradients come out contiguous."""
+    th.manual_seed(0)
+    ensemble = EnsembleMLP(2, 6, [32, 32], 1)
+    x = th.randn(2, 17, 6) if per_member_input else th.randn(17, 6)
+    grads = []
+    for feature_major in (False, True):
+        ensemble.feature_major = feature_major
+        ensemble.zero_grad()
+        out = ensemble(x)
+        assert out.shape == (2, 17, 1)
+        out.square().mean().backward()
+        grads.append([(out.detach(), p.grad.clone(), p.grad.is_contiguous()) for p in ensemble.weights])
+    ensemble.feature_major = False
+    for (out_a, grad_a, _), (out_b, grad_b, contiguous) in zip(*grads):
+        th.testing.assert_close(out_b, out_a, rtol=1e-5, atol=1e-6)
+        th.testing.assert_close(grad_b, grad_a, rtol=1e-5, atol=1e-6)
+        assert contiguous
+
+
+def test_precision_auto_turns_bf16_on_with_native_cpu_bf16(monkeypatch: pytest.MonkeyPatch):
+    from sb3_sac_ext.common.precision import Precision, bf16_is_fast
+
+    cpu = th.device("cpu")
+    for amx, avx512_bf16, expected in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value)
+        assert bf16_is_fast(cpu) is expected
+        assert Precision("auto", cpu).bf16 is expected
+        assert Precision("fp32", cpu).bf16 is False and Precision("bf16", cpu).bf16 is True

@@ -224,7 +224,9 @@ class CompiledUpdate:
             if isinstance(module, EnsembleMLP):
                 module.feature_major = feature_major
 
-    def step(self, batch: Any, update_actor: bool, update_target: bool, guard: tuple[th.Tensor, th.Tensor]) -> dict[str, th.Tensor]:
+    def step(
+        self, batch: Any, update_actor: bool, update_target: bool, guard: tuple[th.Tensor, th.Tensor]
+    ) -> dict[str, th.Tensor]:
         """
         One gradient step.
 
@@ -237,9 +239,7 @@ class CompiledUpdate:
             and ``ent_coef_loss``; ``<name>_grad_norm`` with ``max_grad_norm``), as tensors
         """
         model = self.model
-        states = {
-            name: [model.optimizers[name].state[p] for p in params.values()] for name, params in self.params.items()
-        }
+        states = {name: [model.optimizers[name].state[p] for p in params.values()] for name, params in self.params.items()}
         for name, optimizer in model.optimizers.items():
             if states[name]:
                 self._coefficients(name, optimizer.param_groups[0]["lr"], states[name][0]["step"])
@@ -380,5 +380,3 @@ def _init_adam_state(optimizer: th.optim.Optimizer, param: th.Tensor) -> None:
 def warn_eager(reason: str) -> None:
     """The one warning of a model that trains eagerly although compilation was asked for (or failed)."""
     warnings.warn(f"The compiled update is not used ({reason}); training with the eager update", stacklevel=3)
-
-

@@ -15,13 +15,19 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def bf16_is_fast(device: th.device) -> bool:
     """
     :param device: Torch device
-    :return: Whether bf16 matmuls are native on it (AMX on CPU, compute capability >= 8 on CUDA)
+    :return: Whether bf16 matmuls are native on it: on CPU, AMX (Intel Sapphire Rapids and later) or AVX512_BF16
+        (AMD Zen 4 and later, Intel Cooper Lake); on CUDA, compute capability >= 8. Elsewhere bf16 is emulated and
+        slower than fp32 (50x on an AVX2-only CPU)
     """
     if device.type == "cuda":
         return th.cuda.is_available() and th.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
-        return bool(getattr(th.cpu, "_is_amx_tile_supported", lambda: False)())
+        return any(bool(getattr(th.cpu, probe, lambda: False)()) for probe in _CPU_BF16_PROBES)
     return False
+
+
+# torch's probes of the CPU's native bf16 matrix instructions
+_CPU_BF16_PROBES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
 
 
 class Precision:

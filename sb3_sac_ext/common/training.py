@@ -90,6 +90,41 @@ class FeedForwardBatches:
     def after_step(self, name: str, model: Any, logs: dict[str, list[th.Tensor]]) -> None:
         """Statistics of an optimizer step that only this kind of batch has (none here)."""
 
+    def prefetch(self, model: Any, batch_size: int, n_batches: int) -> "PrefetchedBatches":
+        """
+        Sample ``n_batches`` batches at once: one call of the replay buffer instead of ``n_batches`` (the same
+        distribution: SB3's buffers sample uniformly with replacement). Used by the compiled update only, so that the
+        eager update's random stream stays as recorded by the golden runs.
+
+        :return: A batch source whose ``sample`` returns the next one
+        """
+        return PrefetchedBatches(self.sample(model, batch_size * n_batches, True), batch_size)
+
+
+class PrefetchedBatches(FeedForwardBatches):
+    """Successive ``batch_size`` slices of one large :class:`TransitionBatch`."""
+
+    def __init__(self, batch: TransitionBatch, batch_size: int):
+        self._batch, self._batch_size, self._next = batch, batch_size, 0
+
+    def sample(self, model: Any, batch_size: int, update_actor: bool) -> TransitionBatch:
+        start, self._next = self._next, self._next + self._batch_size
+        # One slice per distinct tensor: fields that share a tensor (observations) keep sharing it
+        sliced: dict[int, Any] = {}
+        return TransitionBatch(*(_rows(field, start, self._next, sliced) for field in self._batch))
+
+
+def _rows(value: Any, start: int, stop: int, sliced: dict[int, Any]) -> Any:
+    """Rows ``start:stop`` of a tensor, of every tensor of a dict (Dict observations); numbers unchanged."""
+    if id(value) not in sliced:
+        if isinstance(value, dict):
+            sliced[id(value)] = {key: _rows(item, start, stop, sliced) for key, item in value.items()}
+        elif isinstance(value, th.Tensor):
+            sliced[id(value)] = value[start:stop]
+        else:
+            return value
+    return sliced[id(value)]
+
 
 def train(model: Any, gradient_steps: int, batch_size: int) -> None:
     """
@@ -104,6 +139,9 @@ def train(model: Any, gradient_steps: int, batch_size: int) -> None:
     model._update_learning_rates()
     batches = model._batches
     logs: dict[str, list[th.Tensor]] = {key: [] for key in (*LOG_KEYS, *batches.log_keys)}
+    if gradient_steps > 1 and model._compiled_update is not None and hasattr(batches, "prefetch"):
+        # As SBX: one replay sample of gradient_steps * batch_size transitions, then one slice per step
+        batches = batches.prefetch(model, batch_size, gradient_steps)
 
     for gradient_step in range(gradient_steps):
         update_index = model._n_updates + gradient_step

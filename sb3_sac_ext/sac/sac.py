@@ -91,7 +91,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         the max over critics and the actor minimises ``Q + alpha * log pi``)
     :param precision: ``"fp32"``, ``"bf16"`` (autocast of the network forward passes; losses, targets,
         temperature and optimizer state stay fp32) or ``"auto"`` (bf16 where the hardware runs it natively:
-        AMX on CPU, compute capability >= 8 on CUDA)
+        AMX or AVX512_BF16 on CPU, compute capability >= 8 on CUDA)
     :param distributed: Data-parallel training on ``torch.distributed`` (see :mod:`sb3_sac_ext.common.distributed`):
         ``"auto"`` turns it on when the process was launched by ``torchrun`` with ``WORLD_SIZE > 1``, ``True``
         requires it (:class:`~sb3_sac_ext.common.errors.DistributedError` when no process group can be formed),
