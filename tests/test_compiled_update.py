@@ -8,6 +8,7 @@ PyTorch here, ``fallback_random``, so that SAC's sampled actions are the same). 
 program without compiling it (the identity compiler) to keep the suite short.
 """
 
+import copy
 import warnings
 from typing import Any
 
@@ -98,11 +99,15 @@ def test_compiled_matches_eager(model_class: type, monkeypatch: pytest.MonkeyPat
     bad = batch._replace(rewards=th.full_like(batch.rewards, float("nan")))
     fast._batches.sample = lambda *args, **kw: bad
     with pytest.raises(NonFiniteError, match="critic"):
-        fast.train(gradient_steps=2, batch_size=fast.batch_size)
+        fast.train(gradient_steps=1, batch_size=fast.batch_size)
     assert all(th.equal(a, b) for a, b in zip(before, trained))
     assert all(th.equal(a, b) for a, b in zip(steps_before, _optimizer_tensors(fast, "step")))
 
-    # learn() goes through the same compiled program, and the optimizer state it wrote saves and loads
+    # A copy drops the compiled program (bound to the original's networks) and builds its own when it trains
+    copied = copy.deepcopy(fast)
+    assert copied._compiled_update is None and fast._compiled_update is not None
+
+    # learn() goes through the same compiled program
     del fast._batches.sample
     fast.learning_starts = 0
     fast.learn(64, reset_num_timesteps=False)

@@ -286,6 +286,13 @@ class SoftOffPolicyMixin(EstimatorMixin):
             warn_eager(f"compilation failed with {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
             return None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (copy.deepcopy, pickle) compiles its own program at its first gradient step: a compiled function
+        # is bound to the networks it was traced with
+        state = self.__dict__.copy()
+        state.pop("_compiled_update", None)
+        return state
+
     def _wants_compiled_update(self) -> bool:
         mode = getattr(self, "compile", "auto")
         if mode is False or (mode == "auto" and max(self._planned_updates, self._n_updates) < AUTO_COMPILE_MIN_UPDATES):
