@@ -21,6 +21,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 import sb3_sac_ext.common.compiled_update as compiled_update
 from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.compiled_update import AUTO_COMPILE_MIN_UPDATES, CompiledUpdate
+from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError
 from tests._helpers import MODEL_LIST, tiny_model
 
@@ -233,3 +234,16 @@ def test_several_gradient_steps_sample_once(monkeypatch: pytest.MonkeyPatch) -> 
     assert seen[0].actor_obs is seen[0].critic_obs  # shared tensors stay shared
     assert not th.equal(seen[0].rewards, seen[1].rewards)
     assert model._n_updates == 3
+
+
+def test_set_params_compile_false_returns_to_the_eager_update() -> None:
+    model = tiny_model(SAC, compile=True, learning_starts=10_000, seed=0)
+    model.learn(100)
+    model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 64, True), compiler=lambda fn: fn)
+    weights = next(model.actor.parameters())
+    model.train(gradient_steps=1, batch_size=64)
+    assert model._compiled_update.calls == 1
+    assert model.set_params(compile=False) is model and next(model.actor.parameters()) is weights  # kept, not rebuilt
+    model.train(gradient_steps=1, batch_size=64)
+    assert model._compiled_update is None
+    assert not any(module.feature_major for module in model.policy.modules() if isinstance(module, EnsembleMLP))

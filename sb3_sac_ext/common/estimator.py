@@ -31,6 +31,7 @@ HOT_SWAPPABLE = frozenset(
         "verbose",
         "tensorboard_log",
         "stats_window_size",
+        "compile",
     }
 )
 

@@ -271,6 +271,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
         :return: The step's statistics, or ``None`` when the caller must run the eager step
         """
         update = self._compiled_update
+        if update is not None and getattr(self, "compile", "auto") is False:  # set_params(compile=False)
+            update.close()
+            self._compiled_update = update = None
         if update is None:
             if self._eager_only or not self._wants_compiled_update():
                 return None
