@@ -29,6 +29,7 @@ from sb3_sac_ext.common.compiled_update import (
 )
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.export import export_policy
+from sb3_sac_ext.common.network_options import check_policy_options
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
@@ -117,6 +118,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
                 "use n_steps=1"
             )
+        check_policy_options(self.policy_class, self.policy_kwargs, self._is_recurrent)  # type: ignore[attr-defined]
         if self._is_recurrent:  # type: ignore[attr-defined]
             rollout.configure_recurrent(self)
         # The batch source of the one training loop: SB3's samples, or recurrent sequences turned into transitions

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
+from sb3_sac_ext.common.network_options import check_critic_regularisation
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
@@ -115,6 +116,8 @@ class EnsembleDiscreteCritic(EnsembleCritic):
         normalize_images: bool = True,
         n_critics: int = 2,
         share_features_extractor: bool = False,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
     ):
         super().__init__(
             observation_space,
@@ -128,6 +131,8 @@ class EnsembleDiscreteCritic(EnsembleCritic):
             share_features_extractor,
             head_input_dim=features_dim,
             head_output_dim=int(action_space.n),
+            layer_norm=layer_norm,
+            dropout_rate=dropout_rate,
         )
 
     def q_values(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
@@ -159,6 +164,11 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
     :param n_critics: Number of critic networks
     :param share_features_extractor: Whether the actor and the critics share the features extractor
         (then it is trained by the actor loss only)
+    :param layer_norm: Layer normalisation after each hidden layer of the Q-networks (DroQ,
+        https://arxiv.org/abs/2110.02034; SBX's ``layer_norm``)
+    :param dropout_rate: Dropout after each hidden layer of the Q-networks, before the normalisation (SBX's
+        ``dropout_rate``). Active whenever the policy is in training mode, in the target critics too, as in the
+        DroQ authors' code and SBX
     """
 
     actor: CategoricalActor
@@ -179,7 +189,10 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
         share_features_extractor: bool = False,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
     ):
+        check_critic_regularisation(layer_norm, dropout_rate)
         super().__init__(
             observation_space,
             action_space,
@@ -206,6 +219,8 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
             "net_arch": critic_arch,
             "n_critics": n_critics,
             "share_features_extractor": share_features_extractor,
+            "layer_norm": layer_norm,
+            "dropout_rate": dropout_rate,
         }
         self.share_features_extractor = share_features_extractor
         self._build(lr_schedule)
@@ -236,6 +251,8 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
                 activation_fn=self.activation_fn,
                 n_critics=self.critic_kwargs["n_critics"],
                 share_features_extractor=self.share_features_extractor,
+                layer_norm=self.critic_kwargs["layer_norm"],
+                dropout_rate=self.critic_kwargs["dropout_rate"],
                 lr_schedule=self._dummy_schedule,  # not needed for loading the policy alone
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,

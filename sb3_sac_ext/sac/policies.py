@@ -20,6 +20,7 @@ from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
 from torch import nn
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
+from sb3_sac_ext.common.network_options import check_critic_regularisation
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
@@ -86,6 +87,8 @@ class EnsembleContinuousCritic(EnsembleCritic):
         normalize_images: bool = True,
         n_critics: int = 2,
         share_features_extractor: bool = True,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
     ):
         super().__init__(
             observation_space,
@@ -99,6 +102,8 @@ class EnsembleContinuousCritic(EnsembleCritic):
             share_features_extractor,
             head_input_dim=features_dim + get_action_dim(action_space),
             head_output_dim=1,
+            layer_norm=layer_norm,
+            dropout_rate=dropout_rate,
         )
 
     def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
@@ -249,15 +254,35 @@ def convert_sb3_critic_optimizer_state(
 
 class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     """
-    Policy class (actor and critic ensemble) for SAC. Same constructor as SB3's ``SACPolicy``;
-    Adam/AdamW default to PyTorch's fused implementation.
+    Policy class (actor and critic ensemble) for SAC. Same constructor as SB3's ``SACPolicy``, plus SBX's critic
+    options; Adam/AdamW default to PyTorch's fused implementation.
+
+    :param args: SB3's ``SACPolicy`` arguments
+    :param layer_norm: Layer normalisation after each hidden layer of the Q-networks (DroQ,
+        https://arxiv.org/abs/2110.02034; SBX's ``layer_norm``)
+    :param dropout_rate: Dropout after each hidden layer of the Q-networks, before the normalisation (DroQ uses
+        0.01 with ``layer_norm=True``; SBX's ``dropout_rate``). Active whenever the policy is in training mode, in
+        the target critics too, as in the DroQ authors' code and SBX
+    :param kwargs: SB3's ``SACPolicy`` keyword arguments
     """
 
     actor: SquashedGaussianActor
     critic: EnsembleContinuousCritic
     critic_target: EnsembleContinuousCritic
 
+    def __init__(self, *args: Any, layer_norm: bool = False, dropout_rate: float | None = None, **kwargs: Any):
+        check_critic_regularisation(layer_norm, dropout_rate)
+        # Read by _build, which SB3's constructor calls
+        self._critic_options = {"layer_norm": layer_norm, "dropout_rate": dropout_rate}
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self._critic_options)
+        return data
+
     def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs.update(self._critic_options)
         self.actor = self.make_actor()
         self.actor.optimizer = make_optimizer(
             self.optimizer_class, self.actor.parameters(), lr_schedule(1), self.optimizer_kwargs

@@ -1,0 +1,44 @@
+"""
+Checks of the network options of the policies (``policy_kwargs``): DroQ's ``layer_norm`` and ``dropout_rate``, named
+as SBX's SAC policies name them so that RL Zoo hyperparameter files move across.
+"""
+
+from typing import Any
+
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+
+#: Options of the feed-forward policies that the recurrent ones do not have
+FEED_FORWARD_OPTIONS = ("layer_norm", "dropout_rate")
+
+
+def check_critic_regularisation(layer_norm: Any, dropout_rate: Any) -> None:
+    """
+    :param layer_norm: ``policy_kwargs["layer_norm"]``
+    :param dropout_rate: ``policy_kwargs["dropout_rate"]``
+    :raise InvalidHyperparameterError: When ``layer_norm`` is not a bool or ``dropout_rate`` is not ``None`` or a
+        number in [0, 1)
+    """
+    if not isinstance(layer_norm, bool):
+        raise InvalidHyperparameterError(f"layer_norm must be True or False, got {layer_norm!r}")
+    if dropout_rate is None:
+        return
+    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, int | float) or not 0.0 <= dropout_rate < 1.0:
+        raise InvalidHyperparameterError(f"dropout_rate must be None or a number in [0, 1), got {dropout_rate!r}")
+
+
+def check_policy_options(policy_class: Any, policy_kwargs: dict[str, Any] | None, recurrent: bool) -> None:
+    """
+    Reject network options the chosen policy cannot honour, before anything is built.
+
+    :param policy_class: The policy class
+    :param policy_kwargs: The ``policy_kwargs`` argument
+    :param recurrent: Whether the policy is recurrent
+    :raise InvalidHyperparameterError: Naming the option, the policy and the way out
+    """
+    given = [key for key in FEED_FORWARD_OPTIONS if key in (policy_kwargs or {})]
+    if recurrent and given:
+        raise InvalidHyperparameterError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported by the recurrent policy "
+            f"{getattr(policy_class, '__name__', policy_class)} (its critics are an RNN and an MLP head); use a "
+            "feed-forward policy (MlpPolicy, SimbaPolicy) or remove the option from policy_kwargs"
+        )
