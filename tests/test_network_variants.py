@@ -152,7 +152,9 @@ def test_compiled_program_trains(model_class: type, variant: str) -> None:
     model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 32, True), compiler=lambda fn: fn)
     before = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
     model.train(gradient_steps=3, batch_size=32)
-    critic_changed = [name for name, p in model.policy.named_parameters() if name.startswith("critic.") and not th.equal(p, before[name])]
+    critic_changed = [
+        name for name, p in model.policy.named_parameters() if name.startswith("critic.") and not th.equal(p, before[name])
+    ]
     assert critic_changed and all(th.isfinite(p).all() for p in model.policy.parameters())
 
 

@@ -210,9 +210,7 @@ class EnsembleCritic(BaseModel):
         )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
-        self.qf = EnsembleMLP(
-            n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, layer_norm=layer_norm, dropout_rate=dropout_rate
-        )
+        self.qf = EnsembleMLP(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, layer_norm, dropout_rate)
 
     def critic_features(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
         """
