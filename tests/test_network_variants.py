@@ -5,31 +5,48 @@ the eager and on the compiled program (run without compiling, the identity compi
 exports with actions equal to ``predict(deterministic=True)``.
 """
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from sb3_sac_ext import SAC, DiscreteSAC
+from sb3_sac_ext.common import compiled_update
 from sb3_sac_ext.common.compiled_update import CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from tests._helpers import MODEL_LIST, assert_state_dicts_equal, sample_observations, tiny_model
 
+try:
+    import onnx  # noqa: F401
+    import onnxruntime as ort
+except ImportError:
+    ort = None
+
 # name -> (policy, extra policy_kwargs)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "droq": ("MlpPolicy", dict(layer_norm=True, dropout_rate=0.01)),
     "layer_norm": ("MlpPolicy", dict(layer_norm=True)),
+    "simba": ("SimbaPolicy", dict(net_arch=[32])),
+    "simba_dropout": ("SimbaPolicy", dict(net_arch=dict(pi=[16], qf=[32, 32]), dropout_rate=0.01)),
+    # SimBa's networks without the running normalisation: the compiled update's fast path applies
+    "simba_flatten": ("SimbaPolicy", dict(net_arch=[32], features_extractor_class=FlattenExtractor)),
 }
+
+# The variants with a fast path (the compiled update)
+COMPILED_VARIANTS = ["droq", "layer_norm", "simba_flatten"]
+NO_COMPILER = "no C++ compiler on this machine (torch.compile's CPU backend needs one, e.g. gcc)"
 
 
 def variant_model(model_class: type, variant: str, **kwargs: Any) -> Any:
     policy, options = VARIANTS[variant]
     settings = dict(learning_starts=50, batch_size=32, seed=0, compile=False)
     settings.update(kwargs)
-    return tiny_model(model_class, policy=policy, policy_kwargs=dict(net_arch=[32, 32], **options), **settings)
+    return tiny_model(model_class, policy=policy, policy_kwargs={"net_arch": [32, 32], **options}, **settings)
 
 
 # ----------------------------------------------------------------- the ensemble's layer norm and dropout
@@ -125,25 +142,45 @@ def test_recurrent_policy_rejects_feed_forward_options() -> None:
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("model_class", MODEL_LIST)
-def test_trains_and_saves_exactly(model_class: type, variant: str, tmp_path: Any) -> None:
+def test_trains_saves_and_exports(model_class: type, variant: str, tmp_path: Any) -> None:
+    """A few hundred steps; save -> load identical (weights, buffers, optimizer states, actions); resume; export."""
     model = variant_model(model_class, variant)
-    model.learn(300)
+    model.learn(200)
     assert model._n_updates > 0
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
     path = tmp_path / "model.zip"
     model.save(path)
     loaded = type(model).load(path, device="cpu")
+    assert type(loaded.policy) is type(model.policy)
     assert_state_dicts_equal(model.policy.state_dict(), loaded.policy.state_dict(), "policy")
     for name, optimizer in model.optimizers.items():
         assert_state_dicts_equal(optimizer.state_dict(), loaded.optimizers[name].state_dict(), name)
-    obs = sample_observations(model, 8)
-    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    obs = sample_observations(model, 7, seed=3)
+    expected = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
+    # Exported actions equal predict(deterministic=True)
+    pt_path = model.export(tmp_path / "policy.pt", verify=False)
+    module = th.jit.load(str(pt_path))
+    with th.no_grad():
+        (action,) = [out.numpy() for out in module(th.as_tensor(obs))]
+    np.testing.assert_allclose(action.reshape(expected.shape), expected, atol=1e-5)
+    if ort is not None:
+        onnx_path = model.export(tmp_path / "policy.onnx", verify=False)
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        (action,) = session.run(None, {"obs": obs})
+        np.testing.assert_allclose(action.reshape(expected.shape), expected, atol=1e-5)
     # Training resumes from the loaded file
     loaded.set_env(model.get_env())
-    loaded.learn(60, reset_num_timesteps=False)
+    loaded.learn(20, reset_num_timesteps=False)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_running_normalisation_has_no_fast_path() -> None:
+    model = variant_model(SAC, "simba")
+    assert "running observation normalisation" in compiled_update.unsupported_reason(model)
+    assert compiled_update.unsupported_reason(variant_model(SAC, "simba_flatten")) in (None, NO_COMPILER)
+
+
+@pytest.mark.parametrize("variant", COMPILED_VARIANTS)
 @pytest.mark.parametrize("model_class", MODEL_LIST)
 def test_compiled_program_trains(model_class: type, variant: str) -> None:
     """The compiled update's program (run eagerly here: the identity compiler) handles the variant's layers."""
@@ -151,7 +188,10 @@ def test_compiled_program_trains(model_class: type, variant: str) -> None:
     model.learn(100)
     model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 32, True), compiler=lambda fn: fn)
     before = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
-    model.train(gradient_steps=3, batch_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to the eager update
+        model.train(gradient_steps=3, batch_size=32)
+    assert model._compiled_update is not None
     critic_changed = [
         name for name, p in model.policy.named_parameters() if name.startswith("critic.") and not th.equal(p, before[name])
     ]
@@ -177,25 +217,3 @@ def test_compiled_program_matches_eager_without_dropout(model_class: type) -> No
     fast.train(gradient_steps=1, batch_size=32)
     for (name, p_eager), p_fast in zip(eager.critic.named_parameters(), fast.critic.parameters()):
         th.testing.assert_close(p_fast, p_eager, rtol=1e-4, atol=1e-5, msg=name)
-
-
-@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("model_class", MODEL_LIST)
-def test_export_matches_predict(model_class: type, variant: str, suffix: str, tmp_path: Any) -> None:
-    if suffix == ".onnx":
-        pytest.importorskip("onnx")
-        ort = pytest.importorskip("onnxruntime")
-    model = variant_model(model_class, variant)
-    model.learn(120)
-    path = model.export(tmp_path / f"policy{suffix}")
-    obs = sample_observations(model, 7, seed=3)
-    expected = model.predict(obs, deterministic=True)[0]
-    if suffix == ".onnx":
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        (action,) = session.run(None, {"obs": obs})
-    else:
-        module = th.jit.load(str(path))
-        with th.no_grad():
-            (action,) = [out.numpy() for out in module(th.as_tensor(obs))]
-    np.testing.assert_allclose(action.reshape(expected.shape), expected, atol=1e-5)

@@ -22,6 +22,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.simba import EnsembleSimba
+
 
 class EnsembleMLP(nn.Module):
     """
@@ -185,6 +188,8 @@ class EnsembleCritic(BaseModel):
     :param head_output_dim: Output size of each Q-network
     :param layer_norm: Layer normalisation in the Q-networks (DroQ), see :class:`EnsembleMLP`
     :param dropout_rate: Dropout in the Q-networks (DroQ), see :class:`EnsembleMLP`
+    :param architecture: ``"mlp"`` (:class:`EnsembleMLP`) or ``"simba"``
+        (:class:`~sb3_sac_ext.common.simba.EnsembleSimba`, which always normalises: ``layer_norm`` is not used)
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -204,13 +209,22 @@ class EnsembleCritic(BaseModel):
         head_output_dim: int,
         layer_norm: bool = False,
         dropout_rate: float | None = None,
+        architecture: str = "mlp",
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
-        self.qf = EnsembleMLP(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, layer_norm, dropout_rate)
+        self.qf: EnsembleMLP | EnsembleSimba
+        if architecture == "mlp":
+            self.qf = EnsembleMLP(
+                n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, layer_norm, dropout_rate
+            )
+        elif architecture == "simba":
+            self.qf = EnsembleSimba(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, dropout_rate)
+        else:
+            raise InvalidHyperparameterError(f"architecture must be 'mlp' or 'simba', got {architecture!r}")
 
     def critic_features(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
         """

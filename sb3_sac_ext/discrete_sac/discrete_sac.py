@@ -21,6 +21,7 @@ from sb3_sac_ext.discrete_sac.policies import (
     EnsembleDiscreteCritic,
     MlpPolicy,
     MultiInputPolicy,
+    SimbaPolicy,
 )
 from sb3_sac_ext.discrete_sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
@@ -95,6 +96,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        # SimBa networks (https://arxiv.org/abs/2410.09754), SBX's name
+        "SimbaPolicy": SimbaPolicy,
         # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,

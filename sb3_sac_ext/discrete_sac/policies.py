@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.network_options import check_critic_regularisation
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 
@@ -118,6 +119,7 @@ class EnsembleDiscreteCritic(EnsembleCritic):
         share_features_extractor: bool = False,
         layer_norm: bool = False,
         dropout_rate: float | None = None,
+        architecture: str = "mlp",
     ):
         super().__init__(
             observation_space,
@@ -133,6 +135,7 @@ class EnsembleDiscreteCritic(EnsembleCritic):
             head_output_dim=int(action_space.n),
             layer_norm=layer_norm,
             dropout_rate=dropout_rate,
+            architecture=architecture,
         )
 
     def q_values(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
@@ -281,6 +284,44 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
 MlpPolicy = DiscreteSACPolicy
 
 
+class SimbaCategoricalActor(CategoricalActor):
+    """:class:`CategoricalActor` whose hidden layers are SimBa's encoder (one residual block per entry of ``net_arch``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        encoder = SimbaEncoder(self.features_dim, self.net_arch, self.activation_fn)
+        self.logits_net = nn.Sequential(encoder, nn.Linear(encoder.out_dim, int(self.action_space.n)))
+
+
+class SimbaPolicy(DiscreteSACPolicy):
+    """
+    DiscreteSAC policy with SimBa networks (Lee et al. 2024, https://arxiv.org/abs/2410.09754): running observation
+    normalisation in the features extractor (:class:`~sb3_sac_ext.common.simba.RunningNormExtractor`), residual blocks
+    with pre-layer normalisation for the actor and each critic, AdamW. ``net_arch`` gives one width per residual block
+    (all equal); ``dropout_rate`` adds dropout after each critic block; ``layer_norm`` is not used (SimBa always
+    normalises). Other arguments: see :class:`DiscreteSACPolicy`.
+    """
+
+    actor: SimbaCategoricalActor
+
+    def __init__(
+        self,
+        *args: Any,
+        features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, optimizer_class=optimizer_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simba"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaCategoricalActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaCategoricalActor(**actor_kwargs).to(self.device)
+
+
 class CnnPolicy(DiscreteSACPolicy):
     """DiscreteSAC policy for image observations (NatureCNN features extractor, e.g. Atari); see :class:`DiscreteSACPolicy`."""
 
@@ -302,4 +343,6 @@ __all__ = [
     "EnsembleDiscreteCritic",
     "MlpPolicy",
     "MultiInputPolicy",
+    "SimbaCategoricalActor",
+    "SimbaPolicy",
 ]

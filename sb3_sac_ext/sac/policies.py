@@ -22,6 +22,7 @@ from torch import nn
 from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.network_options import check_critic_regularisation
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -89,6 +90,7 @@ class EnsembleContinuousCritic(EnsembleCritic):
         share_features_extractor: bool = True,
         layer_norm: bool = False,
         dropout_rate: float | None = None,
+        architecture: str = "mlp",
     ):
         super().__init__(
             observation_space,
@@ -104,6 +106,7 @@ class EnsembleContinuousCritic(EnsembleCritic):
             head_output_dim=1,
             layer_norm=layer_norm,
             dropout_rate=dropout_rate,
+            architecture=architecture,
         )
 
     def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
@@ -327,6 +330,50 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
 MlpPolicy = SACPolicy
 
 
+class SimbaSquashedGaussianActor(SquashedGaussianActor):
+    """
+    :class:`SquashedGaussianActor` whose hidden layers are SimBa's encoder
+    (:class:`~sb3_sac_ext.common.simba.SimbaEncoder`: one residual block per entry of ``net_arch``). ``latent_pi``
+    is that encoder, so gSDE and the exporter read it as they read SB3's MLP.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.latent_pi = SimbaEncoder(self.features_dim, self.net_arch, self.activation_fn)
+
+
+class SimbaPolicy(SACPolicy):
+    """
+    SAC policy with SimBa networks (Lee et al. 2024, https://arxiv.org/abs/2410.09754; SBX's ``SimbaPolicy``): running
+    observation normalisation in the features extractor
+    (:class:`~sb3_sac_ext.common.simba.RunningNormExtractor`), residual blocks with pre-layer normalisation for the
+    actor and for each critic, AdamW (SimBa's optimizer; PyTorch's default weight decay 0.01 is the paper's).
+    ``net_arch`` gives one width per residual block (all equal), e.g. ``dict(pi=[128], qf=[256, 256])`` as in the
+    paper (one actor block, two critic blocks). ``dropout_rate`` adds dropout after each critic block (as SBX);
+    ``layer_norm`` is accepted for SBX's files and not used (SimBa always normalises). Other arguments: see
+    :class:`SACPolicy`.
+    """
+
+    actor: SimbaSquashedGaussianActor
+
+    def __init__(
+        self,
+        *args: Any,
+        features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, optimizer_class=optimizer_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simba"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaSquashedGaussianActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaSquashedGaussianActor(**actor_kwargs).to(self.device)
+
+
 class CnnPolicy(SACPolicy):
     """SAC policy for image observations (NatureCNN features extractor); see :class:`SACPolicy`."""
 
@@ -350,6 +397,8 @@ __all__ = [
     "MlpPolicy",
     "MultiInputPolicy",
     "SACPolicy",
+    "SimbaPolicy",
+    "SimbaSquashedGaussianActor",
     "SquashedGaussianActor",
     "convert_sb3_critic_optimizer_state",
     "convert_sb3_critic_state_dict",

@@ -10,6 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.sac import policies as sb3_sac_policies
 
+from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.entropy import parse_ent_coef
 from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin, is_optimizer_state
 from sb3_sac_ext.common.training import TransitionBatch
@@ -20,6 +21,7 @@ from sb3_sac_ext.sac.policies import (
     EnsembleContinuousCritic,
     MlpPolicy,
     MultiInputPolicy,
+    SimbaPolicy,
     SACPolicy,
     SquashedGaussianActor,
     convert_sb3_critic_optimizer_state,
@@ -107,6 +109,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        # SimBa networks (https://arxiv.org/abs/2410.09754), SBX's name
+        "SimbaPolicy": SimbaPolicy,
         # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,
@@ -233,7 +237,11 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
         # Parameters saved by stable_baselines3.SAC keep one optimizer state per critic: stack them. A malformed
         # state is left to torch, which raises as it does for SB3 (see SoftOffPolicyMixin.set_parameters)
-        if isinstance(load_path_or_dict, dict) and is_optimizer_state(load_path_or_dict.get("critic.optimizer")):
+        if (
+            isinstance(load_path_or_dict, dict)
+            and is_optimizer_state(load_path_or_dict.get("critic.optimizer"))
+            and isinstance(self.critic.qf, EnsembleMLP)  # SB3's layout has MLP critics only
+        ):
             load_path_or_dict = dict(load_path_or_dict)
             load_path_or_dict["critic.optimizer"] = convert_sb3_critic_optimizer_state(
                 load_path_or_dict["critic.optimizer"],
