@@ -34,6 +34,7 @@ from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
+from sb3_sac_ext.common.resets import apply_reset, check_param_resets, networks_to_reset, uncovered_parameters
 from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
 from sb3_sac_ext.common.schedules import make_schedule
@@ -82,6 +83,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
     _eager_only: bool = False
     # Gradient steps the current learn() call plans (compile="auto" compiles when they are many)
     _planned_updates: int = 0
+    param_resets: list[int] | None = None
+    reset_networks: list[str] | None = None
+    _param_resets_done: int = 0
 
     # ----------------------------------------------------------------- construction
 
@@ -93,6 +97,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 make_schedule(params[name], name)
         distributed.check_distributed_arg(params.get("distributed", "auto"))
         check_compile_arg(params.get("compile", "auto"))
+        check_param_resets(params.get("param_resets"), params.get("reset_networks"))
 
     def _set_shared_hyperparameters(self) -> None:
         """Set the hyperparameters both algorithms add to ``OffPolicyAlgorithm``'s from the constructor arguments."""
@@ -100,6 +105,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
             setattr(self, name, self._init_params[name])
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Optimizer | None = None
+        # How many of param_resets were done (saved: a loaded model does not redo them)
+        self._param_resets_done = 0
 
     def _default_target_entropy(self) -> float:
         """:return: The target entropy that ``target_entropy="auto"`` stands for (set by each algorithm)."""
@@ -128,6 +135,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self._check_resettable()
         self._setup_temperature(self._default_target_entropy())
         # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
         self._learning_rates.apply(self.optimizers, self.lr_schedule, 1.0, rnn_schedule=self._rnn_lr_schedule)
@@ -258,7 +266,46 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """The update of both algorithms: see :func:`sb3_sac_ext.common.training.train`."""
+        self._maybe_reset_params()
         training.train(self, gradient_steps, batch_size)
+
+    def _check_resettable(self) -> None:
+        """With ``param_resets``, refuse settings where a reset cannot be done exactly (typed error, at construction)."""
+        if not getattr(self, "param_resets", None):
+            return
+        if self._is_recurrent:
+            raise InvalidHyperparameterError("param_resets is not supported with recurrent policies; use a feed-forward one")
+        if self._distributed is not None:
+            raise InvalidHyperparameterError(
+                "param_resets is not supported in data-parallel training (each rank would draw other initial weights); "
+                "train in one process or remove param_resets"
+            )
+        for name in networks_to_reset(self.reset_networks):
+            network = getattr(self.policy, name)
+            shared = network.features_extractor if name == "critic" and self.policy.share_features_extractor else None
+            missing = uncovered_parameters(network, shared)
+            if missing:
+                raise InvalidHyperparameterError(
+                    f"param_resets cannot re-initialise the {name}'s parameters {missing} (no module initialiser covers "
+                    f"them, e.g. gSDE's log_std); use reset_networks without {name!r} or remove param_resets"
+                )
+
+    def _maybe_reset_params(self) -> None:
+        """
+        Re-initialise the ``reset_networks`` and their optimizer states once ``num_timesteps`` passes the next entry of
+        ``param_resets`` (see :mod:`sb3_sac_ext.common.resets`). Several entries passed at once make one reset.
+        """
+        resets = getattr(self, "param_resets", None)
+        if not resets:
+            return
+        due = sum(1 for timestep in resets if self.num_timesteps >= timestep)  # type: ignore[attr-defined]
+        if due <= self._param_resets_done:
+            return
+        apply_reset(self, networks_to_reset(self.reset_networks))
+        self._param_resets_done = due
+        self.logger.record("train/param_resets", due)
+        if self.verbose >= 1:  # type: ignore[attr-defined]
+            print(f"Reset {', '.join(networks_to_reset(self.reset_networks))} at timestep {self.num_timesteps}")  # type: ignore[attr-defined]
 
     def _compiled_step(self, batch: Any, update_actor: bool, update_target: bool) -> dict[str, th.Tensor] | None:
         """
@@ -658,6 +705,8 @@ _SHARED_HYPERPARAMETERS = (
     "precision",
     "distributed",
     "compile",
+    "param_resets",
+    "reset_networks",
 )
 
 _COMMON_CHECKED = (

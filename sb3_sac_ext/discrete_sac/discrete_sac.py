@@ -90,6 +90,11 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         Not saved: a loaded model uses ``"auto"``
     :param compile: Run each gradient step as one compiled program (see :class:`~sb3_sac_ext.sac.SAC`):
         ``True``, ``False`` or ``"auto"``
+    :param param_resets: Environment timesteps after which the networks and their optimizer states are
+        re-initialised (Nikishin et al. 2022, https://arxiv.org/abs/2205.07802; SBX's ``param_resets``), checked at the
+        start of each ``train()`` call; the temperature is kept. ``None``: never
+    :param reset_networks: What ``param_resets`` re-initialises: ``None`` (actor and critic, as SBX), or a list of
+        ``"actor"`` / ``"critic"`` (the target critic is set equal to the new critic)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -143,6 +148,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         target_entropy_scale: float = 0.89,
         distributed: bool | str = "auto",
         compile: bool | str = "auto",
+        param_resets: list[int] | None = None,
+        reset_networks: list[str] | None = None,
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())

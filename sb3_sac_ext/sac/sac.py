@@ -103,6 +103,11 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         ``"auto"`` (compile when a ``learn()`` call plans at least 5,000 gradient steps, where the one-off
         compilation pays for itself). Settings without a fast path (recurrent policies, gSDE, data-parallel
         training, optimizers other than Adam/AdamW) and machines where compilation fails train eagerly
+    :param param_resets: Environment timesteps after which the networks and their optimizer states are
+        re-initialised (Nikishin et al. 2022, https://arxiv.org/abs/2205.07802; SBX's ``param_resets``), checked at the
+        start of each ``train()`` call; the temperature is kept. ``None``: never
+    :param reset_networks: What ``param_resets`` re-initialises: ``None`` (actor and critic, as SBX), or a list of
+        ``"actor"`` / ``"critic"`` (the target critic is set equal to the new critic)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -159,6 +164,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         precision: str = "auto",
         distributed: bool | str = "auto",
         compile: bool | str = "auto",
+        param_resets: list[int] | None = None,
+        reset_networks: list[str] | None = None,
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())
