@@ -281,7 +281,9 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(self._critic_options)
+        # Only the options that differ from the defaults: a default policy's file stays loadable by SB3's SACPolicy
+        defaults = {"layer_norm": False, "dropout_rate": None}
+        data.update({key: value for key, value in self._critic_options.items() if value != defaults[key]})
         return data
 
     def _build(self, lr_schedule: Schedule) -> None:
