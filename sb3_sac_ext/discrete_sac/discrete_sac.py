@@ -41,7 +41,7 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :func:`actor_loss`, :func:`negative_entropy`). Arguments shared with :class:`~sb3_sac_ext.SAC` have the same
     names and meaning.
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, the LSTM policies)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, and of the critic and temperature when
         ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress

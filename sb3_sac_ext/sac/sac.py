@@ -50,7 +50,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     arguments after ``_init_setup_model`` are new. The critics are evaluated as one batched ensemble and
     the optimizers use fused kernels; learning is the same as SB3's.
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, the LSTM policies)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, and of the critic and temperature when
         ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
