@@ -33,12 +33,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "layer_norm": ("MlpPolicy", dict(layer_norm=True)),
     "simba": ("SimbaPolicy", dict(net_arch=[32])),
     "simba_dropout": ("SimbaPolicy", dict(net_arch=dict(pi=[16], qf=[32, 32]), dropout_rate=0.01)),
+    "simbav2": ("SimbaV2Policy", dict(net_arch=dict(pi=[16], qf=[32, 32]))),
+    "simbav2_flatten": ("SimbaV2Policy", dict(net_arch=[32], features_extractor_class=FlattenExtractor)),
     # SimBa's networks without the running normalisation: the compiled update's fast path applies
     "simba_flatten": ("SimbaPolicy", dict(net_arch=[32], features_extractor_class=FlattenExtractor)),
 }
 
 # The variants with a fast path (the compiled update)
-COMPILED_VARIANTS = ["droq", "layer_norm", "simba_flatten"]
+COMPILED_VARIANTS = ["droq", "layer_norm", "simba_flatten", "simbav2_flatten"]
 NO_COMPILER = "no C++ compiler on this machine (torch.compile's CPU backend needs one, e.g. gcc)"
 
 

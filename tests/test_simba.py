@@ -116,3 +116,54 @@ def test_policy_layout(model_class) -> None:
     policy.critic.features_extractor(th.ones(4, *model.observation_space.shape))
     model._update_target()
     assert th.equal(policy.critic_target.features_extractor.obs_norm.running_count, th.tensor(4.0, dtype=th.float64))
+
+
+# ----------------------------------------------------------------- SimbaV2
+
+
+def test_simbav2_equations_by_hand() -> None:
+    from sb3_sac_ext.common.simbav2 import C_SHIFT, EnsembleSimbaV2, SimbaV2Encoder
+
+    th.manual_seed(0)
+    net = EnsembleSimbaV2(2, 3, [8], 1)
+    with th.no_grad():
+        for param in net.parameters():
+            param.mul_(1.0 + 0.1 * th.rand_like(param))  # weights off the sphere, non-trivial scalers
+    x = th.randn(5, 3)
+
+    def unit(v: th.Tensor) -> th.Tensor:
+        return v / v.norm(dim=-1, keepdim=True)
+
+    def rows(w: th.Tensor) -> th.Tensor:
+        return w / w.norm(dim=-1, keepdim=True)
+
+    for member in range(2):
+        shifted = unit(th.cat([x, th.full((5, 1), C_SHIFT)], dim=-1))  # x~ = Norm([x; c_shift])
+        e = net.embedding_scaler
+        h = unit(shifted @ rows(net.embedding.weight[member]).T * e.scaler[member] * (e.init / e.scale))
+        block = net.blocks[0]
+        s = block.up_scaler
+        hidden = th.relu(h @ rows(block.up.weight[member]).T * s.scaler[member] * (s.init / s.scale)) + 1e-8
+        h_tilde = unit(hidden @ rows(block.down.weight[member]).T)
+        alpha = block.alpha.scaler[member] * (block.alpha.init / block.alpha.scale)
+        h = unit(h + alpha * (h_tilde - h))  # LERP, then back onto the sphere
+        q = h @ net.output.weight[member].T + net.output.bias[member]
+        th.testing.assert_close(net(x)[member], q, rtol=1e-5, atol=1e-6)
+    # Initial values as in the paper: alpha = 1 / (n_blocks + 1), embedding scaler = sqrt(2 / width)
+    fresh = EnsembleSimbaV2(1, 3, [8, 8, 8], 1)
+    alpha = fresh.blocks[0].alpha
+    th.testing.assert_close(alpha(th.ones(1, 1, 8)), th.full((1, 1, 8), 0.25))
+    th.testing.assert_close(fresh.embedding_scaler(th.ones(1, 1, 8)), th.full((1, 1, 8), 0.5))
+    # The actor's encoder ends on the unit sphere
+    latent = SimbaV2Encoder(3, [8, 8])(x)
+    th.testing.assert_close(latent.norm(dim=-1), th.ones(5))
+
+
+@pytest.mark.parametrize("model_class", [SAC, DiscreteSAC])
+def test_simbav2_policy_refuses_layer_norm_and_dropout(model_class) -> None:
+    env = "Pendulum-v1" if model_class is SAC else "CartPole-v1"
+    for option in (dict(layer_norm=True), dict(dropout_rate=0.01)):
+        with pytest.raises(InvalidHyperparameterError, match="SimbaV2Policy"):
+            model_class("SimbaV2Policy", env, policy_kwargs=option, buffer_size=100)
+    model = model_class("SimbaV2Policy", env, policy_kwargs=dict(net_arch=[16]), buffer_size=100, param_resets=[50])
+    assert isinstance(model.policy.actor.features_extractor, RunningNormExtractor)

@@ -24,6 +24,7 @@ from torch import nn
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.simba import EnsembleSimba
+from sb3_sac_ext.common.simbav2 import EnsembleSimbaV2
 
 
 class EnsembleMLP(nn.Module):
@@ -188,8 +189,9 @@ class EnsembleCritic(BaseModel):
     :param head_output_dim: Output size of each Q-network
     :param layer_norm: Layer normalisation in the Q-networks (DroQ), see :class:`EnsembleMLP`
     :param dropout_rate: Dropout in the Q-networks (DroQ), see :class:`EnsembleMLP`
-    :param architecture: ``"mlp"`` (:class:`EnsembleMLP`) or ``"simba"``
-        (:class:`~sb3_sac_ext.common.simba.EnsembleSimba`, which always normalises: ``layer_norm`` is not used)
+    :param architecture: ``"mlp"`` (:class:`EnsembleMLP`), ``"simba"``
+        (:class:`~sb3_sac_ext.common.simba.EnsembleSimba`, which always normalises: ``layer_norm`` is not used) or
+        ``"simbav2"`` (:class:`~sb3_sac_ext.common.simbav2.EnsembleSimbaV2`: neither option is used)
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -216,15 +218,17 @@ class EnsembleCritic(BaseModel):
         )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
-        self.qf: EnsembleMLP | EnsembleSimba
+        self.qf: EnsembleMLP | EnsembleSimba | EnsembleSimbaV2
         if architecture == "mlp":
             self.qf = EnsembleMLP(
                 n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, layer_norm, dropout_rate
             )
         elif architecture == "simba":
             self.qf = EnsembleSimba(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, dropout_rate)
+        elif architecture == "simbav2":
+            self.qf = EnsembleSimbaV2(n_critics, head_input_dim, net_arch, head_output_dim)
         else:
-            raise InvalidHyperparameterError(f"architecture must be 'mlp' or 'simba', got {architecture!r}")
+            raise InvalidHyperparameterError(f"architecture must be 'mlp', 'simba' or 'simbav2', got {architecture!r}")
 
     def critic_features(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
         """

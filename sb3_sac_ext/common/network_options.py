@@ -26,6 +26,18 @@ def check_critic_regularisation(layer_norm: Any, dropout_rate: Any) -> None:
         raise InvalidHyperparameterError(f"dropout_rate must be None or a number in [0, 1), got {dropout_rate!r}")
 
 
+def check_simbav2_options(layer_norm: Any, dropout_rate: Any) -> None:
+    """
+    :raise InvalidHyperparameterError: When ``layer_norm`` or ``dropout_rate`` is set for ``SimbaV2Policy``, whose
+        hyperspherical networks have neither
+    """
+    if layer_norm or dropout_rate:
+        raise InvalidHyperparameterError(
+            "SimbaV2Policy's networks are normalised on the hypersphere and have no layer_norm or dropout_rate option; "
+            "remove them, or use MlpPolicy (DroQ) or SimbaPolicy"
+        )
+
+
 def check_policy_options(policy_class: Any, policy_kwargs: dict[str, Any] | None, recurrent: bool) -> None:
     """
     Reject network options the chosen policy cannot honour, before anything is built.

@@ -22,6 +22,7 @@ from sb3_sac_ext.discrete_sac.policies import (
     MlpPolicy,
     MultiInputPolicy,
     SimbaPolicy,
+    SimbaV2Policy,
 )
 from sb3_sac_ext.discrete_sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
@@ -41,7 +42,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :func:`actor_loss`, :func:`negative_entropy`). Arguments shared with :class:`~sb3_sac_ext.SAC` have the same
     names and meaning.
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, the LSTM policies)
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, SimbaV2Policy, the LSTM
+        policies)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, and of the critic and temperature when
         ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
@@ -103,6 +105,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
         # SimBa networks (https://arxiv.org/abs/2410.09754), SBX's name
         "SimbaPolicy": SimbaPolicy,
+        # SimbaV2 networks (https://arxiv.org/abs/2503.15256)
+        "SimbaV2Policy": SimbaV2Policy,
         # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,

@@ -21,9 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
-from sb3_sac_ext.common.network_options import check_critic_regularisation
+from sb3_sac_ext.common.network_options import check_critic_regularisation, check_simbav2_options
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
+from sb3_sac_ext.common.simbav2 import SimbaV2Encoder
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 
@@ -336,6 +337,40 @@ class MultiInputPolicy(DiscreteSACPolicy):
         super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
 
 
+class SimbaV2CategoricalActor(CategoricalActor):
+    """:class:`CategoricalActor` whose hidden layers are SimbaV2's hyperspherical encoder, then a linear logits layer."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        encoder = SimbaV2Encoder(self.features_dim, self.net_arch)
+        self.logits_net = nn.Sequential(encoder, nn.Linear(encoder.out_dim, int(self.action_space.n)))
+
+
+class SimbaV2Policy(DiscreteSACPolicy):
+    """
+    DiscreteSAC policy with SimbaV2 networks (Lee et al. 2025, https://arxiv.org/abs/2503.15256; see
+    :mod:`sb3_sac_ext.common.simbav2`): running observation normalisation, hyperspherical weights and features, LERP
+    residual blocks, Adam. ``net_arch`` gives one width per block (all equal); ``layer_norm`` and ``dropout_rate`` are
+    refused. Other arguments: see :class:`DiscreteSACPolicy`.
+    """
+
+    actor: SimbaV2CategoricalActor
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor, **kwargs: Any
+    ):
+        check_simbav2_options(kwargs.get("layer_norm"), kwargs.get("dropout_rate"))
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simbav2"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2CategoricalActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaV2CategoricalActor(**actor_kwargs).to(self.device)
+
+
 __all__ = [
     "CategoricalActor",
     "CnnPolicy",
@@ -345,4 +380,6 @@ __all__ = [
     "MultiInputPolicy",
     "SimbaCategoricalActor",
     "SimbaPolicy",
+    "SimbaV2CategoricalActor",
+    "SimbaV2Policy",
 ]

@@ -22,6 +22,7 @@ from sb3_sac_ext.sac.policies import (
     MlpPolicy,
     MultiInputPolicy,
     SimbaPolicy,
+    SimbaV2Policy,
     SACPolicy,
     SquashedGaussianActor,
     convert_sb3_critic_optimizer_state,
@@ -50,7 +51,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     arguments after ``_init_setup_model`` are new. The critics are evaluated as one batched ensemble and
     the optimizers use fused kernels; learning is the same as SB3's.
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, the LSTM policies)
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, SimbaV2Policy, the LSTM
+        policies)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, and of the critic and temperature when
         ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
@@ -116,6 +118,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
         # SimBa networks (https://arxiv.org/abs/2410.09754), SBX's name
         "SimbaPolicy": SimbaPolicy,
+        # SimbaV2 networks (https://arxiv.org/abs/2503.15256)
+        "SimbaV2Policy": SimbaV2Policy,
         # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,
