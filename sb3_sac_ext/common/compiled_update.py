@@ -31,6 +31,7 @@ import torch as th
 from torch import nn
 from torch.func import functional_call, grad
 
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.entropy import temperature_loss
 from sb3_sac_ext.common.simba import RunningObsNorm
@@ -77,6 +78,11 @@ def unsupported_reason(model: Any) -> str | None:
             if isinstance(group["lr"], th.Tensor) or isinstance(group["betas"][0], th.Tensor):
                 return f"the {name} optimizer's tensor learning rate or betas"
     for name in _NETWORKS:
+        if any(isinstance(module, EnsembleBatchRenorm) for module in getattr(model, name).modules()):
+            return (
+                "batch renormalisation (batch_norm=True, CrossQ) updates its running statistics inside the losses, "
+                "which torch.func.grad cannot trace"
+            )
         if any(isinstance(module, RunningObsNorm) for module in getattr(model, name).modules()):
             return (
                 "running observation normalisation (RunningNormExtractor, SimbaPolicy's default) updates its statistics "

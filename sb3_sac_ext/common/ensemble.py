@@ -22,6 +22,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.simba import EnsembleSimba
 from sb3_sac_ext.common.simbav2 import EnsembleSimbaV2
@@ -43,6 +44,11 @@ class EnsembleMLP(nn.Module):
         affine parameters ``norm_weights.<l>`` / ``norm_biases.<l>`` of shape ``(n_members, 1, out)``
     :param dropout_rate: Dropout probability after each hidden linear layer (``None`` or 0: none). Active in
         training mode only
+    :param batch_norm: CrossQ's batch renormalisation (:class:`~sb3_sac_ext.common.batch_renorm.EnsembleBatchRenorm`)
+        of the input and after each hidden activation, as SBX's CrossQ critics (``input_norm``, ``batch_norms.<l>``).
+        Computed in the batch-major layout whatever ``feature_major`` says
+    :param batch_norm_momentum: Weight of the running averages (SBX's convention: 0.99)
+    :param renorm_warmup_steps: Training batches of plain batch normalisation before the renormalisation
     """
 
     #: ``eps`` of the layer normalisation (``nn.LayerNorm``'s default)
@@ -57,9 +63,13 @@ class EnsembleMLP(nn.Module):
         activation_fn: type[nn.Module] = nn.ReLU,
         layer_norm: bool = False,
         dropout_rate: float | None = None,
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
     ):
         super().__init__()
         self.n_members = n_members
+        self.batch_norm = bool(batch_norm)
         self.layer_dims = [in_dim, *net_arch, out_dim]
         self.layer_norm = bool(layer_norm)
         self.dropout_rate = float(dropout_rate or 0.0)
@@ -72,6 +82,10 @@ class EnsembleMLP(nn.Module):
             # Created only when asked for: the default ensemble keeps its parameter names (saved files, golden runs)
             self.norm_weights = nn.ParameterList([nn.Parameter(th.ones(n_members, 1, dim)) for dim in net_arch])
             self.norm_biases = nn.ParameterList([nn.Parameter(th.zeros(n_members, 1, dim)) for dim in net_arch])
+        if self.batch_norm:
+            renorm = dict(momentum=batch_norm_momentum, warmup_steps=renorm_warmup_steps)
+            self.input_norm = EnsembleBatchRenorm(n_members, in_dim, **renorm)
+            self.batch_norms = nn.ModuleList(EnsembleBatchRenorm(n_members, dim, **renorm) for dim in net_arch)
         self.activation = activation_fn()
         self.reset_parameters()
 
@@ -122,6 +136,8 @@ class EnsembleMLP(nn.Module):
             needs gradients with respect to the input actions only)
         :return: Outputs of shape ``(n_members, batch, out_dim)``
         """
+        if self.batch_norm:
+            return self._forward_batch_norm(x, detach_params)
         if self.feature_major:
             return self._forward_feature_major(x, detach_params)
         n_layers = len(self.weights)
@@ -140,6 +156,20 @@ class EnsembleMLP(nn.Module):
     @property
     def _regularised(self) -> bool:
         return self.layer_norm or self.dropout_rate > 0.0
+
+    def _forward_batch_norm(self, x: th.Tensor, detach_params: bool) -> th.Tensor:
+        """CrossQ's critic: renormalised input, then ``Linear -> [dropout, LayerNorm] -> act -> BatchRenorm`` per layer."""
+        if x.dim() == 2:
+            x = x.expand(self.n_members, *x.shape)
+        x = self.input_norm(x, detach_params)
+        n_layers = len(self.weights)
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            x = th.baddbmm(bias, x, weight.transpose(1, 2))
+            if i < n_layers - 1:
+                x = self.batch_norms[i](self._hidden(x, i, -1, detach_params), detach_params)
+        return x
 
     def _forward_feature_major(self, x: th.Tensor, detach_params: bool) -> th.Tensor:
         n_layers = len(self.weights)
@@ -161,8 +191,8 @@ class EnsembleMLP(nn.Module):
         :return: That member's weights named as in ``nn.Sequential(Linear, act, Linear, ...)`` (linear layers only:
             without layer normalisation or dropout, which such a ``Sequential`` does not have)
         """
-        if self._regularised:
-            raise ValueError("member_state_dict maps plain MLP members only (no layer_norm or dropout_rate)")
+        if self._regularised or self.batch_norm:
+            raise ValueError("member_state_dict maps plain MLP members only (no layer_norm, dropout_rate, batch_norm)")
         state = {}
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             state[f"{2 * layer}.weight"] = weight[member].detach().clone()
@@ -192,6 +222,9 @@ class EnsembleCritic(BaseModel):
     :param architecture: ``"mlp"`` (:class:`EnsembleMLP`), ``"simba"``
         (:class:`~sb3_sac_ext.common.simba.EnsembleSimba`, which always normalises: ``layer_norm`` is not used) or
         ``"simbav2"`` (:class:`~sb3_sac_ext.common.simbav2.EnsembleSimbaV2`: neither option is used)
+    :param batch_norm: CrossQ's batch renormalisation in the Q-networks (MLP only), see :class:`EnsembleMLP`
+    :param batch_norm_momentum: See :class:`EnsembleMLP`
+    :param renorm_warmup_steps: See :class:`EnsembleMLP`
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -212,16 +245,33 @@ class EnsembleCritic(BaseModel):
         layer_norm: bool = False,
         dropout_rate: float | None = None,
         architecture: str = "mlp",
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
+        if batch_norm and architecture != "mlp":
+            raise InvalidHyperparameterError(
+                f"batch_norm (CrossQ) is implemented for the MLP critics, not for architecture {architecture!r}; "
+                "use MlpPolicy with batch_norm=True, or remove batch_norm"
+            )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
         self.qf: EnsembleMLP | EnsembleSimba | EnsembleSimbaV2
         if architecture == "mlp":
             self.qf = EnsembleMLP(
-                n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, layer_norm, dropout_rate
+                n_critics,
+                head_input_dim,
+                net_arch,
+                head_output_dim,
+                activation_fn,
+                layer_norm,
+                dropout_rate,
+                batch_norm=batch_norm,
+                batch_norm_momentum=batch_norm_momentum,
+                renorm_warmup_steps=renorm_warmup_steps,
             )
         elif architecture == "simba":
             self.qf = EnsembleSimba(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, dropout_rate)

@@ -8,7 +8,25 @@ from typing import Any
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 
 #: Options of the feed-forward policies that the recurrent ones do not have
-FEED_FORWARD_OPTIONS = ("layer_norm", "dropout_rate")
+FEED_FORWARD_OPTIONS = ("layer_norm", "dropout_rate", "batch_norm", "batch_norm_momentum", "renorm_warmup_steps")
+
+
+def check_batch_norm(batch_norm: Any, batch_norm_momentum: Any, renorm_warmup_steps: Any) -> None:
+    """
+    :raise InvalidHyperparameterError: When ``batch_norm`` is not a bool, ``batch_norm_momentum`` not in [0, 1) or
+        ``renorm_warmup_steps`` not a non-negative integer (SBX's CrossQ options)
+    """
+    if not isinstance(batch_norm, bool):
+        raise InvalidHyperparameterError(f"batch_norm must be True or False, got {batch_norm!r}")
+    if isinstance(batch_norm_momentum, bool) or not isinstance(batch_norm_momentum, int | float):
+        raise InvalidHyperparameterError(f"batch_norm_momentum must be a number in [0, 1), got {batch_norm_momentum!r}")
+    if not 0.0 <= batch_norm_momentum < 1.0:
+        raise InvalidHyperparameterError(
+            f"batch_norm_momentum must be in [0, 1) (SBX's convention: the weight of the running average, e.g. 0.99), "
+            f"got {batch_norm_momentum!r}"
+        )
+    if isinstance(renorm_warmup_steps, bool) or not isinstance(renorm_warmup_steps, int) or renorm_warmup_steps < 0:
+        raise InvalidHyperparameterError(f"renorm_warmup_steps must be an integer >= 0, got {renorm_warmup_steps!r}")
 
 
 def check_critic_regularisation(layer_norm: Any, dropout_rate: Any) -> None:

@@ -230,6 +230,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
         all tensors (``tau=1.0``: hard update). Batch-norm running statistics are copied (SB3 GH issue #996).
         Needs ``self.critic``, ``self.critic_target``, ``self.batch_norm_stats`` and ``self.batch_norm_stats_target``.
         """
+        if getattr(getattr(self.critic, "qf", None), "batch_norm", False):
+            return  # CrossQ: no target network
         with th.no_grad():
             th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
             for stat, target_stat in zip(self.batch_norm_stats, self.batch_norm_stats_target):

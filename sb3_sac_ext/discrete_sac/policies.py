@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.network_options import check_critic_regularisation, check_simbav2_options
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
@@ -173,6 +174,7 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
     :param dropout_rate: Dropout after each hidden layer of the Q-networks, before the normalisation (SBX's
         ``dropout_rate``). Active whenever the policy is in training mode, in the target critics too, as in the
         DroQ authors' code and SBX
+    :param batch_norm: Refused (CrossQ is implemented for SAC only); accepted as a name for a clear error
     """
 
     actor: CategoricalActor
@@ -195,8 +197,14 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
         share_features_extractor: bool = False,
         layer_norm: bool = False,
         dropout_rate: float | None = None,
+        batch_norm: bool = False,
     ):
         check_critic_regularisation(layer_norm, dropout_rate)
+        if batch_norm:
+            raise InvalidHyperparameterError(
+                "batch_norm (CrossQ) is implemented for SAC only; DiscreteSAC's critics have no batch renormalisation. "
+                "Remove batch_norm (layer_norm=True is a normalisation DiscreteSAC has)"
+            )
         super().__init__(
             observation_space,
             action_space,

@@ -20,7 +20,7 @@ from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
 from torch import nn
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
-from sb3_sac_ext.common.network_options import check_critic_regularisation, check_simbav2_options
+from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation, check_simbav2_options
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
 from sb3_sac_ext.common.simbav2 import SimbaV2Encoder
@@ -92,6 +92,9 @@ class EnsembleContinuousCritic(EnsembleCritic):
         layer_norm: bool = False,
         dropout_rate: float | None = None,
         architecture: str = "mlp",
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
     ):
         super().__init__(
             observation_space,
@@ -108,6 +111,9 @@ class EnsembleContinuousCritic(EnsembleCritic):
             layer_norm=layer_norm,
             dropout_rate=dropout_rate,
             architecture=architecture,
+            batch_norm=batch_norm,
+            batch_norm_momentum=batch_norm_momentum,
+            renorm_warmup_steps=renorm_warmup_steps,
         )
 
     def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
@@ -267,6 +273,11 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     :param dropout_rate: Dropout after each hidden layer of the Q-networks, before the normalisation (DroQ uses
         0.01 with ``layer_norm=True``; SBX's ``dropout_rate``). Active whenever the policy is in training mode, in
         the target critics too, as in the DroQ authors' code and SBX
+    :param batch_norm: CrossQ (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605; SBX's ``batch_norm``): batch
+        renormalisation in the Q-networks; the algorithm then uses no target network and evaluates the current and the
+        next state-actions in one joint forward pass (see :meth:`sb3_sac_ext.sac.SAC._critic_loss`)
+    :param batch_norm_momentum: Weight of the running averages (SBX's convention, 0.99)
+    :param renorm_warmup_steps: Training batches of plain batch normalisation before the renormalisation
     :param kwargs: SB3's ``SACPolicy`` keyword arguments
     """
 
@@ -274,17 +285,31 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     critic: EnsembleContinuousCritic
     critic_target: EnsembleContinuousCritic
 
-    def __init__(self, *args: Any, layer_norm: bool = False, dropout_rate: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
+        **kwargs: Any,
+    ):
         check_critic_regularisation(layer_norm, dropout_rate)
+        check_batch_norm(batch_norm, batch_norm_momentum, renorm_warmup_steps)
         # Read by _build, which SB3's constructor calls
         self._critic_options = {"layer_norm": layer_norm, "dropout_rate": dropout_rate}
+        if batch_norm:
+            self._critic_options.update(
+                batch_norm=True, batch_norm_momentum=batch_norm_momentum, renorm_warmup_steps=renorm_warmup_steps
+            )
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         # Only the options that differ from the defaults: a default policy's file stays loadable by SB3's SACPolicy
-        defaults = {"layer_norm": False, "dropout_rate": None}
-        data.update({key: value for key, value in self._critic_options.items() if value != defaults[key]})
+        defaults = {"layer_norm": False, "dropout_rate": None, "batch_norm": False}
+        data.update({key: value for key, value in self._critic_options.items() if value != defaults.get(key)})
         return data
 
     def _build(self, lr_schedule: Schedule) -> None:

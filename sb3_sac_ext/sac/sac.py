@@ -1,4 +1,6 @@
-from typing import Any, ClassVar, TypeVar
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
@@ -30,6 +32,36 @@ from sb3_sac_ext.sac.policies import (
 from sb3_sac_ext.sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
 SelfSAC = TypeVar("SelfSAC", bound="SAC")
+
+
+class CrossQNext(NamedTuple):
+    """What CrossQ's critic loss needs of the next state: sampled next actions, their log-probabilities, alpha."""
+
+    actions: th.Tensor
+    log_prob: th.Tensor
+    ent_coef: th.Tensor
+
+
+def _cat_obs(obs: Any, next_obs: Any) -> Any:
+    """Observations and next observations stacked along the batch (per key for Dict observations)."""
+    if isinstance(obs, dict):
+        return {key: th.cat([obs[key], next_obs[key]]) for key in obs}
+    return th.cat([obs, next_obs])
+
+
+@contextlib.contextmanager
+def _eval_mode(module: th.nn.Module | None) -> Iterator[None]:
+    """``module`` in evaluation mode inside the block (nothing when ``None``), its mode restored after."""
+    if module is None:
+        yield
+        return
+    training = module.training
+    module.train(False)
+    try:
+        yield
+    finally:
+        module.train(training)
+
 
 # Policies of models saved by stable_baselines3.SAC, replaced by ours on load
 _SB3_POLICY_MAP: dict[type, type[SACPolicy]] = {
@@ -224,21 +256,53 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
 
     # The update rule, called by the one training loop (sb3_sac_ext.common.training.train) on a TransitionBatch
 
-    def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> th.Tensor:
-        """Soft Bellman target: next actions from the current policy, pessimistic target critics (no gradient)."""
+    @property
+    def _crossq(self) -> bool:
+        """Whether the critics use CrossQ's batch renormalisation (``policy_kwargs=dict(batch_norm=True)``)."""
+        return bool(getattr(self.critic.qf, "batch_norm", False))
+
+    def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> "th.Tensor | CrossQNext":
+        """
+        Soft Bellman target: next actions from the current policy, pessimistic target critics (no gradient). With
+        CrossQ, only the next actions and their log-probabilities: the next Q-values come from the joint forward pass
+        of :meth:`_critic_loss`.
+        """
         next_actions, next_log_prob = self.actor.action_log_prob(batch.actor_next_obs)
+        if self._crossq:
+            return CrossQNext(next_actions, next_log_prob, ent_coef)
         next_q_KB1 = self.critic_target.q_values(batch.target_next_obs, next_actions).float()
         next_v_B1 = losses.soft_value(next_q_KB1, next_log_prob.float().unsqueeze(-1), ent_coef, self._minimize)
         return losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B1)
 
-    def _critic_loss(self, batch: TransitionBatch, target_B1: th.Tensor) -> th.Tensor:
+    def _critic_loss(self, batch: TransitionBatch, target_B1: "th.Tensor | CrossQNext") -> th.Tensor:
+        if isinstance(target_B1, CrossQNext):
+            return self._crossq_critic_loss(batch, target_B1)
         with self._autocast():
             q_KB1 = self.critic.q_values(batch.critic_obs, batch.actions).float()
         return losses.critic_loss(q_KB1, target_B1)
 
-    def _actor_loss(self, batch: TransitionBatch, ent_coef: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """:return: The actor loss and ``log pi(a|s)`` of the sampled actions (the temperature loss's input)."""
+    def _crossq_critic_loss(self, batch: TransitionBatch, next_: "CrossQNext") -> th.Tensor:
+        """
+        CrossQ's critic loss (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605, Section 3): no target network; the
+        current ``(s, a)`` and the next ``(s', a')`` go through the online critics in one forward pass, so that the
+        batch renormalisation normalises both with the same statistics; the next values carry no gradient.
+        """
         with self._autocast():
+            q_all_KN1 = self.critic.q_values(
+                _cat_obs(batch.critic_obs, batch.target_next_obs), th.cat([batch.actions, next_.actions])
+            ).float()
+        q_KB1, next_q_KB1 = q_all_KN1.chunk(2, dim=1)
+        next_v_B1 = losses.soft_value(
+            next_q_KB1.detach(), next_.log_prob.float().unsqueeze(-1), next_.ent_coef, self._minimize
+        )
+        return losses.critic_loss(q_KB1, losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B1))
+
+    def _actor_loss(self, batch: TransitionBatch, ent_coef: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :return: The actor loss and ``log pi(a|s)`` of the sampled actions (the temperature loss's input). With CrossQ,
+            the critics read their running statistics (evaluation mode), as SBX's CrossQ.
+        """
+        with self._autocast(), _eval_mode(self.critic.qf if self._crossq else None):
             actions_pi, log_prob = self.actor.action_log_prob(batch.actor_obs)
             # No gradient for the critics' weights: only d(Q)/d(action) is needed
             q_pi_KB1 = self.critic.q_values(batch.critic_obs_for_actor, actions_pi, detach_params=True).float()
