@@ -2,13 +2,12 @@
 The network variants of the policies (``policy_kwargs`` and policy names, as SBX names them): DroQ's
 ``layer_norm``/``dropout_rate`` critics. Each variant builds for SAC and DiscreteSAC, trains a few hundred steps on
 the eager and on the compiled program (run without compiling, the identity compiler), saves and loads exactly, and
-exports with actions equal to ``predict(deterministic=True)``.
+exports with actions equal to ``predict(deterministic=True)`` (those runs: ``test_network_variants_run.py``).
 """
 
 import warnings
 from typing import Any
 
-import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.torch_layers import FlattenExtractor
@@ -19,7 +18,7 @@ from sb3_sac_ext.common import compiled_update
 from sb3_sac_ext.common.compiled_update import CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
-from tests._helpers import MODEL_LIST, assert_state_dicts_equal, sample_observations, tiny_model
+from tests._helpers import MODEL_LIST, tiny_model
 
 try:
     import onnx  # noqa: F401
@@ -140,40 +139,6 @@ def test_recurrent_policy_rejects_feed_forward_options() -> None:
 
 
 # ----------------------------------------------------------------- every variant: train, compiled program, save, export
-
-
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("model_class", MODEL_LIST)
-def test_trains_saves_and_exports(model_class: type, variant: str, tmp_path: Any) -> None:
-    """A few hundred steps; save -> load identical (weights, buffers, optimizer states, actions); resume; export."""
-    model = variant_model(model_class, variant)
-    model.learn(200)
-    assert model._n_updates > 0
-    assert all(th.isfinite(p).all() for p in model.policy.parameters())
-    path = tmp_path / "model.zip"
-    model.save(path)
-    loaded = type(model).load(path, device="cpu")
-    assert type(loaded.policy) is type(model.policy)
-    assert_state_dicts_equal(model.policy.state_dict(), loaded.policy.state_dict(), "policy")
-    for name, optimizer in model.optimizers.items():
-        assert_state_dicts_equal(optimizer.state_dict(), loaded.optimizers[name].state_dict(), name)
-    obs = sample_observations(model, 7, seed=3)
-    expected = model.predict(obs, deterministic=True)[0]
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
-    # Exported actions equal predict(deterministic=True)
-    pt_path = model.export(tmp_path / "policy.pt", verify=False)
-    module = th.jit.load(str(pt_path))
-    with th.no_grad():
-        (action,) = [out.numpy() for out in module(th.as_tensor(obs))]
-    np.testing.assert_allclose(action.reshape(expected.shape), expected, atol=1e-5)
-    if ort is not None:
-        onnx_path = model.export(tmp_path / "policy.onnx", verify=False)
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        (action,) = session.run(None, {"obs": obs})
-        np.testing.assert_allclose(action.reshape(expected.shape), expected, atol=1e-5)
-    # Training resumes from the loaded file
-    loaded.set_env(model.get_env())
-    loaded.learn(20, reset_num_timesteps=False)
 
 
 def test_running_normalisation_has_no_fast_path() -> None:
