@@ -184,3 +184,14 @@ def test_compiled_program_matches_eager_without_dropout(model_class: type) -> No
     fast.train(gradient_steps=1, batch_size=32)
     for (name, p_eager), p_fast in zip(eager.critic.named_parameters(), fast.critic.parameters()):
         th.testing.assert_close(p_fast, p_eager, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("policy, options", [("SimbaPolicy", {}), ("SimbaV2Policy", {}), ("MlpPolicy", dict(batch_norm=True))])
+def test_running_statistics_refused_in_data_parallel_training(policy: str, options: dict) -> None:
+    model = SAC(policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **options), buffer_size=100)
+    model._distributed = object()  # as set by sb3_sac_ext.common.distributed.setup under torchrun
+    with pytest.raises(InvalidHyperparameterError, match="data-parallel"):
+        model._check_distributed_statistics()
+    plain = SAC("SimbaPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], features_extractor_class=FlattenExtractor))
+    plain._distributed = object()
+    plain._check_distributed_statistics()  # no running statistics: allowed

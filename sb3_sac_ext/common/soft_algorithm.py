@@ -27,17 +27,19 @@ from sb3_sac_ext.common.compiled_update import (
     unsupported_reason,
     warn_eager,
 )
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.export import export_policy
-from sb3_sac_ext.common.network_options import check_policy_options
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
+from sb3_sac_ext.common.network_options import check_policy_options
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
-from sb3_sac_ext.common.resets import apply_reset, check_param_resets, networks_to_reset, uncovered_parameters
 from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
+from sb3_sac_ext.common.resets import apply_reset, check_param_resets, networks_to_reset, uncovered_parameters
 from sb3_sac_ext.common.schedules import make_schedule
+from sb3_sac_ext.common.simba import RunningObsNorm
 from sb3_sac_ext.common.training import FeedForwardBatches, TrainLogs
 from sb3_sac_ext.common.validation import check_common_args
 
@@ -136,6 +138,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         self._check_resettable()
+        self._check_distributed_statistics()
         self._setup_temperature(self._default_target_entropy())
         # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
         self._learning_rates.apply(self.optimizers, self.lr_schedule, 1.0, rnn_schedule=self._rnn_lr_schedule)
@@ -270,6 +273,21 @@ class SoftOffPolicyMixin(EstimatorMixin):
         """The update of both algorithms: see :func:`sb3_sac_ext.common.training.train`."""
         self._maybe_reset_params()
         training.train(self, gradient_steps, batch_size)
+
+    def _check_distributed_statistics(self) -> None:
+        """
+        Refuse, in data-parallel training, networks whose running statistics (SimBa's observation normalisation,
+        CrossQ's batch renormalisation) each rank would update from its own batches: the replicas would drift apart.
+        """
+        if self._distributed is None:
+            return
+        for module in self.policy.modules():
+            if isinstance(module, RunningObsNorm | EnsembleBatchRenorm):
+                raise InvalidHyperparameterError(
+                    f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or batch_norm=True) is "
+                    "not supported in data-parallel training: each rank would update its own statistics. Train in one "
+                    "process, or use features_extractor_class=FlattenExtractor (with VecNormalize) and no batch_norm"
+                )
 
     def _check_resettable(self) -> None:
         """With ``param_resets``, refuse settings where a reset cannot be done exactly (typed error, at construction)."""
