@@ -31,8 +31,10 @@ import torch as th
 from torch import nn
 from torch.func import functional_call, grad
 
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.entropy import temperature_loss
+from sb3_sac_ext.common.simba import RunningObsNorm
 
 # The values of the ``compile`` argument
 COMPILE_MODES = (True, False, "auto")
@@ -75,6 +77,18 @@ def unsupported_reason(model: Any) -> str | None:
                 return f"the {name} optimizer's amsgrad/differentiable options"
             if isinstance(group["lr"], th.Tensor) or isinstance(group["betas"][0], th.Tensor):
                 return f"the {name} optimizer's tensor learning rate or betas"
+    for name in _NETWORKS:
+        if any(isinstance(module, EnsembleBatchRenorm) for module in getattr(model, name).modules()):
+            return (
+                "batch renormalisation (batch_norm=True, CrossQ) updates its running statistics inside the losses, "
+                "which torch.func.grad cannot trace"
+            )
+        if any(isinstance(module, RunningObsNorm) for module in getattr(model, name).modules()):
+            return (
+                "running observation normalisation (RunningNormExtractor, SimbaPolicy's default) updates its statistics "
+                "inside the losses, which torch.func.grad cannot trace; features_extractor_class=FlattenExtractor (or "
+                "VecNormalize) has a fast path"
+            )
     if model.device.type == "cpu" and shutil.which("g++") is None and shutil.which("c++") is None:
         return "no C++ compiler on this machine (torch.compile's CPU backend needs one, e.g. gcc)"
     return None

@@ -6,16 +6,26 @@ autograd nodes and Python overhead. Here the k-th member's layer ``l`` is ``weig
 parameter, and a forward pass over all members is one ``baddbmm`` per layer, whatever ``n_critics``.
 Each member is initialised like ``nn.Linear`` and independently of the others, so the ensemble is
 mathematically the same as separate networks (tested in ``tests/test_ensemble.py``).
+
+Optional DroQ regularisation (Hiraoka et al. 2022, "Dropout Q-Functions for Doubly Efficient Reinforcement
+Learning", https://arxiv.org/abs/2110.02034, Section 3 and Fig. 1): after each hidden linear layer, dropout then
+layer normalisation, then the activation (the order of the authors' code and of SBX's critics).
 """
 
 import math
 
 import torch as th
 from gymnasium import spaces
+from torch.nn import functional as F
 from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
+
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.simba import EnsembleSimba
+from sb3_sac_ext.common.simbav2 import EnsembleSimbaV2
 
 
 class EnsembleMLP(nn.Module):
@@ -30,7 +40,19 @@ class EnsembleMLP(nn.Module):
     :param net_arch: Hidden layer sizes
     :param out_dim: Output dimension
     :param activation_fn: Activation between layers
+    :param layer_norm: Layer normalisation after each hidden linear layer (after dropout), with each member's own
+        affine parameters ``norm_weights.<l>`` / ``norm_biases.<l>`` of shape ``(n_members, 1, out)``
+    :param dropout_rate: Dropout probability after each hidden linear layer (``None`` or 0: none). Active in
+        training mode only
+    :param batch_norm: CrossQ's batch renormalisation (:class:`~sb3_sac_ext.common.batch_renorm.EnsembleBatchRenorm`)
+        of the input and after each hidden activation, as SBX's CrossQ critics (``input_norm``, ``batch_norms.<l>``).
+        Computed in the batch-major layout whatever ``feature_major`` says
+    :param batch_norm_momentum: Weight of the running averages (SBX's convention: 0.99)
+    :param renorm_warmup_steps: Training batches of plain batch normalisation before the renormalisation
     """
+
+    #: ``eps`` of the layer normalisation (``nn.LayerNorm``'s default)
+    norm_eps = 1e-5
 
     def __init__(
         self,
@@ -39,15 +61,31 @@ class EnsembleMLP(nn.Module):
         net_arch: list[int],
         out_dim: int,
         activation_fn: type[nn.Module] = nn.ReLU,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
     ):
         super().__init__()
         self.n_members = n_members
+        self.batch_norm = bool(batch_norm)
         self.layer_dims = [in_dim, *net_arch, out_dim]
+        self.layer_norm = bool(layer_norm)
+        self.dropout_rate = float(dropout_rate or 0.0)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(self.layer_dims[:-1], self.layer_dims[1:]):
             self.weights.append(nn.Parameter(th.empty(n_members, fan_out, fan_in)))
             self.biases.append(nn.Parameter(th.empty(n_members, 1, fan_out)))
+        if self.layer_norm:
+            # Created only when asked for: the default ensemble keeps its parameter names (saved files, golden runs)
+            self.norm_weights = nn.ParameterList([nn.Parameter(th.ones(n_members, 1, dim)) for dim in net_arch])
+            self.norm_biases = nn.ParameterList([nn.Parameter(th.zeros(n_members, 1, dim)) for dim in net_arch])
+        if self.batch_norm:
+            renorm = dict(momentum=batch_norm_momentum, warmup_steps=renorm_warmup_steps)
+            self.input_norm = EnsembleBatchRenorm(n_members, in_dim, **renorm)
+            self.batch_norms = nn.ModuleList(EnsembleBatchRenorm(n_members, dim, **renorm) for dim in net_arch)
         self.activation = activation_fn()
         self.reset_parameters()
 
@@ -59,6 +97,30 @@ class EnsembleMLP(nn.Module):
                 # kaiming_uniform_(a=sqrt(5)) as in nn.Linear gives the same bound 1/sqrt(fan_in)
                 weight.uniform_(-bound, bound)
                 bias.uniform_(-bound, bound)
+        if self.layer_norm:
+            # nn.LayerNorm's initialisation (no random draw)
+            with th.no_grad():
+                for norm_weight, norm_bias in zip(self.norm_weights, self.norm_biases):
+                    norm_weight.fill_(1.0)
+                    norm_bias.zero_()
+
+    def _hidden(self, x: th.Tensor, layer: int, feature_dim: int, detach_params: bool) -> th.Tensor:
+        """
+        Dropout, layer normalisation (over the feature dimension ``feature_dim``: -1 in the batch-major layout,
+        -2 in the feature-major one) and activation after the hidden linear layer ``layer``.
+        """
+        if self.dropout_rate > 0.0:
+            x = F.dropout(x, self.dropout_rate, training=self.training)
+        if self.layer_norm:
+            scale, shift = self.norm_weights[layer], self.norm_biases[layer]
+            if detach_params:
+                scale, shift = scale.detach(), shift.detach()
+            if feature_dim == -2:
+                scale, shift = scale.transpose(1, 2), shift.transpose(1, 2)
+            # The same formula in both layouts, so that they agree to float rounding
+            var, mean = th.var_mean(x, dim=feature_dim, correction=0, keepdim=True)
+            x = th.addcmul(shift, (x - mean) * th.rsqrt(var + self.norm_eps), scale)
+        return self.activation(x)
 
     #: Compute the layers as ``weight @ x^T`` (activations ``(n_members, features, batch)``) instead of
     #: ``x @ weight^T``: the same products, but the weights' gradients come out contiguous, which the compiled update
@@ -74,6 +136,8 @@ class EnsembleMLP(nn.Module):
             needs gradients with respect to the input actions only)
         :return: Outputs of shape ``(n_members, batch, out_dim)``
         """
+        if self.batch_norm:
+            return self._forward_batch_norm(x, detach_params)
         if self.feature_major:
             return self._forward_feature_major(x, detach_params)
         n_layers = len(self.weights)
@@ -86,7 +150,25 @@ class EnsembleMLP(nn.Module):
             else:
                 x = th.baddbmm(bias, x, weight.transpose(1, 2))
             if i < n_layers - 1:
-                x = self.activation(x)
+                x = self._hidden(x, i, -1, detach_params) if self._regularised else self.activation(x)
+        return x
+
+    @property
+    def _regularised(self) -> bool:
+        return self.layer_norm or self.dropout_rate > 0.0
+
+    def _forward_batch_norm(self, x: th.Tensor, detach_params: bool) -> th.Tensor:
+        """CrossQ's critic: renormalised input, then ``Linear -> [dropout, LayerNorm] -> act -> BatchRenorm`` per layer."""
+        if x.dim() == 2:
+            x = x.expand(self.n_members, *x.shape)
+        x = self.input_norm(x, detach_params)
+        n_layers = len(self.weights)
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            x = th.baddbmm(bias, x, weight.transpose(1, 2))
+            if i < n_layers - 1:
+                x = self.batch_norms[i](self._hidden(x, i, -1, detach_params), detach_params)
         return x
 
     def _forward_feature_major(self, x: th.Tensor, detach_params: bool) -> th.Tensor:
@@ -100,14 +182,17 @@ class EnsembleMLP(nn.Module):
             else:
                 h = th.baddbmm(bias.transpose(1, 2), weight, h)
             if i < n_layers - 1:
-                h = self.activation(h)
+                h = self._hidden(h, i, -2, detach_params) if self._regularised else self.activation(h)
         return h.transpose(1, 2)
 
     def member_state_dict(self, member: int) -> dict[str, th.Tensor]:
         """
         :param member: Index of a member
-        :return: That member's weights named as in ``nn.Sequential(Linear, act, Linear, ...)``
+        :return: That member's weights named as in ``nn.Sequential(Linear, act, Linear, ...)`` (linear layers only:
+            without layer normalisation or dropout, which such a ``Sequential`` does not have)
         """
+        if self._regularised or self.batch_norm:
+            raise ValueError("member_state_dict maps plain MLP members only (no layer_norm, dropout_rate, batch_norm)")
         state = {}
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             state[f"{2 * layer}.weight"] = weight[member].detach().clone()
@@ -132,6 +217,14 @@ class EnsembleCritic(BaseModel):
         (then no gradient flows into it from the critic loss)
     :param head_input_dim: Input size of each Q-network
     :param head_output_dim: Output size of each Q-network
+    :param layer_norm: Layer normalisation in the Q-networks (DroQ), see :class:`EnsembleMLP`
+    :param dropout_rate: Dropout in the Q-networks (DroQ), see :class:`EnsembleMLP`
+    :param architecture: ``"mlp"`` (:class:`EnsembleMLP`), ``"simba"``
+        (:class:`~sb3_sac_ext.common.simba.EnsembleSimba`, which always normalises: ``layer_norm`` is not used) or
+        ``"simbav2"`` (:class:`~sb3_sac_ext.common.simbav2.EnsembleSimbaV2`: neither option is used)
+    :param batch_norm: CrossQ's batch renormalisation in the Q-networks (MLP only), see :class:`EnsembleMLP`
+    :param batch_norm_momentum: See :class:`EnsembleMLP`
+    :param renorm_warmup_steps: See :class:`EnsembleMLP`
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -149,13 +242,43 @@ class EnsembleCritic(BaseModel):
         share_features_extractor: bool,
         head_input_dim: int,
         head_output_dim: int,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        architecture: str = "mlp",
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
+        if batch_norm and architecture != "mlp":
+            raise InvalidHyperparameterError(
+                f"batch_norm (CrossQ) is implemented for the MLP critics, not for architecture {architecture!r}; "
+                "use MlpPolicy with batch_norm=True, or remove batch_norm"
+            )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
-        self.qf = EnsembleMLP(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn)
+        self.qf: EnsembleMLP | EnsembleSimba | EnsembleSimbaV2
+        if architecture == "mlp":
+            self.qf = EnsembleMLP(
+                n_critics,
+                head_input_dim,
+                net_arch,
+                head_output_dim,
+                activation_fn,
+                layer_norm,
+                dropout_rate,
+                batch_norm=batch_norm,
+                batch_norm_momentum=batch_norm_momentum,
+                renorm_warmup_steps=renorm_warmup_steps,
+            )
+        elif architecture == "simba":
+            self.qf = EnsembleSimba(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, dropout_rate)
+        elif architecture == "simbav2":
+            self.qf = EnsembleSimbaV2(n_critics, head_input_dim, net_arch, head_output_dim)
+        else:
+            raise InvalidHyperparameterError(f"architecture must be 'mlp', 'simba' or 'simbav2', got {architecture!r}")
 
     def critic_features(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
         """

@@ -16,12 +16,27 @@ class TrainingModeMixin:
 
     def set_training_mode(self, mode: bool) -> None:
         """
-        Put the actor and the critic in training or evaluation mode.
+        Put the actor and the critic in training or evaluation mode. Dropout in the Q-networks (DroQ) follows the
+        mode in the target critic too, as in the DroQ authors' code and SBX; the rest of the target stays in
+        evaluation mode.
 
         :param mode: ``True`` for training mode
         """
-        if self.actor.training is mode and self.critic.training is mode and self.training is mode:
+        target_dropout = self._target_dropout_module()
+        if (
+            self.actor.training is mode
+            and self.critic.training is mode
+            and self.training is mode
+            and (target_dropout is None or target_dropout.training is mode)
+        ):
             return
         self.actor.set_training_mode(mode)
         self.critic.set_training_mode(mode)
+        if target_dropout is not None:
+            target_dropout.train(mode)
         self.training = mode
+
+    def _target_dropout_module(self) -> Any:
+        """:return: The target critic's Q-network ensemble when it has dropout, else ``None``"""
+        qf = getattr(getattr(self, "critic_target", None), "qf", None)
+        return qf if getattr(qf, "dropout_rate", 0.0) > 0.0 else None

@@ -27,15 +27,19 @@ from sb3_sac_ext.common.compiled_update import (
     unsupported_reason,
     warn_eager,
 )
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.export import export_policy
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
+from sb3_sac_ext.common.network_options import check_policy_options
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
 from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
+from sb3_sac_ext.common.resets import apply_reset, check_param_resets, networks_to_reset, uncovered_parameters
 from sb3_sac_ext.common.schedules import make_schedule
+from sb3_sac_ext.common.simba import RunningObsNorm
 from sb3_sac_ext.common.training import FeedForwardBatches, TrainLogs
 from sb3_sac_ext.common.validation import check_common_args
 
@@ -81,6 +85,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
     _eager_only: bool = False
     # Gradient steps the current learn() call plans (compile="auto" compiles when they are many)
     _planned_updates: int = 0
+    param_resets: list[int] | None = None
+    reset_networks: list[str] | None = None
+    _param_resets_done: int = 0
 
     # ----------------------------------------------------------------- construction
 
@@ -92,6 +99,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 make_schedule(params[name], name)
         distributed.check_distributed_arg(params.get("distributed", "auto"))
         check_compile_arg(params.get("compile", "auto"))
+        check_param_resets(params.get("param_resets"), params.get("reset_networks"))
 
     def _set_shared_hyperparameters(self) -> None:
         """Set the hyperparameters both algorithms add to ``OffPolicyAlgorithm``'s from the constructor arguments."""
@@ -99,6 +107,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
             setattr(self, name, self._init_params[name])
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Optimizer | None = None
+        # How many of param_resets were done (saved: a loaded model does not redo them)
+        self._param_resets_done = 0
 
     def _default_target_entropy(self) -> float:
         """:return: The target entropy that ``target_entropy="auto"`` stands for (set by each algorithm)."""
@@ -117,6 +127,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
                 "n_steps > 1 is not supported with Dict observations (SB3's NStepReplayBuffer has no Dict version); "
                 "use n_steps=1"
             )
+        check_policy_options(self.policy_class, self.policy_kwargs, self._is_recurrent)  # type: ignore[attr-defined]
         if self._is_recurrent:  # type: ignore[attr-defined]
             rollout.configure_recurrent(self)
         # The batch source of the one training loop: SB3's samples, or recurrent sequences turned into transitions
@@ -126,6 +137,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self._check_resettable()
+        self._check_distributed_statistics()
         self._setup_temperature(self._default_target_entropy())
         # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
         self._learning_rates.apply(self.optimizers, self.lr_schedule, 1.0, rnn_schedule=self._rnn_lr_schedule)
@@ -220,6 +233,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
         all tensors (``tau=1.0``: hard update). Batch-norm running statistics are copied (SB3 GH issue #996).
         Needs ``self.critic``, ``self.critic_target``, ``self.batch_norm_stats`` and ``self.batch_norm_stats_target``.
         """
+        if getattr(getattr(self.critic, "qf", None), "batch_norm", False):
+            return  # CrossQ: no target network
         with th.no_grad():
             th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
             for stat, target_stat in zip(self.batch_norm_stats, self.batch_norm_stats_target):
@@ -256,7 +271,61 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """The update of both algorithms: see :func:`sb3_sac_ext.common.training.train`."""
+        self._maybe_reset_params()
         training.train(self, gradient_steps, batch_size)
+
+    def _check_distributed_statistics(self) -> None:
+        """
+        Refuse, in data-parallel training, networks whose running statistics (SimBa's observation normalisation,
+        CrossQ's batch renormalisation) each rank would update from its own batches: the replicas would drift apart.
+        """
+        if self._distributed is None:
+            return
+        for module in self.policy.modules():
+            if isinstance(module, RunningObsNorm | EnsembleBatchRenorm):
+                raise InvalidHyperparameterError(
+                    f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or batch_norm=True) is "
+                    "not supported in data-parallel training: each rank would update its own statistics. Train in one "
+                    "process, or use features_extractor_class=FlattenExtractor (with VecNormalize) and no batch_norm"
+                )
+
+    def _check_resettable(self) -> None:
+        """With ``param_resets``, refuse settings where a reset cannot be done exactly (typed error, at construction)."""
+        if not getattr(self, "param_resets", None):
+            return
+        if self._is_recurrent:
+            raise InvalidHyperparameterError("param_resets is not supported with recurrent policies; use a feed-forward one")
+        if self._distributed is not None:
+            raise InvalidHyperparameterError(
+                "param_resets is not supported in data-parallel training (each rank would draw other initial weights); "
+                "train in one process or remove param_resets"
+            )
+        for name in networks_to_reset(self.reset_networks):
+            network = getattr(self.policy, name)
+            shared = network.features_extractor if name == "critic" and self.policy.share_features_extractor else None
+            missing = uncovered_parameters(network, shared)
+            if missing:
+                raise InvalidHyperparameterError(
+                    f"param_resets cannot re-initialise the {name}'s parameters {missing} (no module initialiser covers "
+                    f"them, e.g. gSDE's log_std); use reset_networks without {name!r} or remove param_resets"
+                )
+
+    def _maybe_reset_params(self) -> None:
+        """
+        Re-initialise the ``reset_networks`` and their optimizer states once ``num_timesteps`` passes the next entry of
+        ``param_resets`` (see :mod:`sb3_sac_ext.common.resets`). Several entries passed at once make one reset.
+        """
+        resets = getattr(self, "param_resets", None)
+        if not resets:
+            return
+        due = sum(1 for timestep in resets if self.num_timesteps >= timestep)  # type: ignore[attr-defined]
+        if due <= self._param_resets_done:
+            return
+        apply_reset(self, networks_to_reset(self.reset_networks))
+        self._param_resets_done = due
+        self.logger.record("train/param_resets", due)
+        if self.verbose >= 1:  # type: ignore[attr-defined]
+            print(f"Reset {', '.join(networks_to_reset(self.reset_networks))} at timestep {self.num_timesteps}")  # type: ignore[attr-defined]
 
     def _compiled_step(self, batch: Any, update_actor: bool, update_target: bool) -> dict[str, th.Tensor] | None:
         """
@@ -666,6 +735,8 @@ _SHARED_HYPERPARAMETERS = (
     "precision",
     "distributed",
     "compile",
+    "param_resets",
+    "reset_networks",
 )
 
 _COMMON_CHECKED = (

@@ -21,6 +21,8 @@ from sb3_sac_ext.discrete_sac.policies import (
     EnsembleDiscreteCritic,
     MlpPolicy,
     MultiInputPolicy,
+    SimbaPolicy,
+    SimbaV2Policy,
 )
 from sb3_sac_ext.discrete_sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
@@ -40,7 +42,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     :func:`actor_loss`, :func:`negative_entropy`). Arguments shared with :class:`~sb3_sac_ext.SAC` have the same
     names and meaning.
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, SimbaV2Policy, the LSTM
+        policies)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, and of the critic and temperature when
         ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
@@ -89,12 +92,21 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         Not saved: a loaded model uses ``"auto"``
     :param compile: Run each gradient step as one compiled program (see :class:`~sb3_sac_ext.sac.SAC`):
         ``True``, ``False`` or ``"auto"``
+    :param param_resets: Environment timesteps after which the networks and their optimizer states are
+        re-initialised (Nikishin et al. 2022, https://arxiv.org/abs/2205.07802; SBX's ``param_resets``), checked at the
+        start of each ``train()`` call; the temperature is kept. ``None``: never
+    :param reset_networks: What ``param_resets`` re-initialises: ``None`` (actor and critic, as SBX), or a list of
+        ``"actor"`` / ``"critic"`` (the target critic is set equal to the new critic)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        # SimBa networks (https://arxiv.org/abs/2410.09754), SBX's name
+        "SimbaPolicy": SimbaPolicy,
+        # SimbaV2 networks (https://arxiv.org/abs/2503.15256)
+        "SimbaV2Policy": SimbaV2Policy,
         # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,
@@ -140,6 +152,8 @@ class DiscreteSAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         target_entropy_scale: float = 0.89,
         distributed: bool | str = "auto",
         compile: bool | str = "auto",
+        param_resets: list[int] | None = None,
+        reset_networks: list[str] | None = None,
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())

@@ -21,7 +21,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.network_options import check_critic_regularisation, check_simbav2_options
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
+from sb3_sac_ext.common.simbav2 import SimbaV2Encoder
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 
@@ -115,6 +119,9 @@ class EnsembleDiscreteCritic(EnsembleCritic):
         normalize_images: bool = True,
         n_critics: int = 2,
         share_features_extractor: bool = False,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        architecture: str = "mlp",
     ):
         super().__init__(
             observation_space,
@@ -128,6 +135,9 @@ class EnsembleDiscreteCritic(EnsembleCritic):
             share_features_extractor,
             head_input_dim=features_dim,
             head_output_dim=int(action_space.n),
+            layer_norm=layer_norm,
+            dropout_rate=dropout_rate,
+            architecture=architecture,
         )
 
     def q_values(self, obs: PyTorchObs, detach_params: bool = False) -> th.Tensor:
@@ -159,6 +169,12 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
     :param n_critics: Number of critic networks
     :param share_features_extractor: Whether the actor and the critics share the features extractor
         (then it is trained by the actor loss only)
+    :param layer_norm: Layer normalisation after each hidden layer of the Q-networks (DroQ,
+        https://arxiv.org/abs/2110.02034; SBX's ``layer_norm``)
+    :param dropout_rate: Dropout after each hidden layer of the Q-networks, before the normalisation (SBX's
+        ``dropout_rate``). Active whenever the policy is in training mode, in the target critics too, as in the
+        DroQ authors' code and SBX
+    :param batch_norm: Refused (CrossQ is implemented for SAC only); accepted as a name for a clear error
     """
 
     actor: CategoricalActor
@@ -179,7 +195,16 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
         share_features_extractor: bool = False,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        batch_norm: bool = False,
     ):
+        check_critic_regularisation(layer_norm, dropout_rate)
+        if batch_norm:
+            raise InvalidHyperparameterError(
+                "batch_norm (CrossQ) is implemented for SAC only; DiscreteSAC's critics have no batch renormalisation. "
+                "Remove batch_norm (layer_norm=True is a normalisation DiscreteSAC has)"
+            )
         super().__init__(
             observation_space,
             action_space,
@@ -206,6 +231,8 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
             "net_arch": critic_arch,
             "n_critics": n_critics,
             "share_features_extractor": share_features_extractor,
+            "layer_norm": layer_norm,
+            "dropout_rate": dropout_rate,
         }
         self.share_features_extractor = share_features_extractor
         self._build(lr_schedule)
@@ -236,6 +263,8 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
                 activation_fn=self.activation_fn,
                 n_critics=self.critic_kwargs["n_critics"],
                 share_features_extractor=self.share_features_extractor,
+                layer_norm=self.critic_kwargs["layer_norm"],
+                dropout_rate=self.critic_kwargs["dropout_rate"],
                 lr_schedule=self._dummy_schedule,  # not needed for loading the policy alone
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
@@ -264,6 +293,44 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
 MlpPolicy = DiscreteSACPolicy
 
 
+class SimbaCategoricalActor(CategoricalActor):
+    """:class:`CategoricalActor` whose hidden layers are SimBa's encoder (one residual block per entry of ``net_arch``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        encoder = SimbaEncoder(self.features_dim, self.net_arch, self.activation_fn)
+        self.logits_net = nn.Sequential(encoder, nn.Linear(encoder.out_dim, int(self.action_space.n)))
+
+
+class SimbaPolicy(DiscreteSACPolicy):
+    """
+    DiscreteSAC policy with SimBa networks (Lee et al. 2024, https://arxiv.org/abs/2410.09754): running observation
+    normalisation in the features extractor (:class:`~sb3_sac_ext.common.simba.RunningNormExtractor`), residual blocks
+    with pre-layer normalisation for the actor and each critic, AdamW. ``net_arch`` gives one width per residual block
+    (all equal); ``dropout_rate`` adds dropout after each critic block; ``layer_norm`` is not used (SimBa always
+    normalises). Other arguments: see :class:`DiscreteSACPolicy`.
+    """
+
+    actor: SimbaCategoricalActor
+
+    def __init__(
+        self,
+        *args: Any,
+        features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, optimizer_class=optimizer_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simba"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaCategoricalActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaCategoricalActor(**actor_kwargs).to(self.device)
+
+
 class CnnPolicy(DiscreteSACPolicy):
     """DiscreteSAC policy for image observations (NatureCNN features extractor, e.g. Atari); see :class:`DiscreteSACPolicy`."""
 
@@ -278,6 +345,40 @@ class MultiInputPolicy(DiscreteSACPolicy):
         super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
 
 
+class SimbaV2CategoricalActor(CategoricalActor):
+    """:class:`CategoricalActor` whose hidden layers are SimbaV2's hyperspherical encoder, then a linear logits layer."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        encoder = SimbaV2Encoder(self.features_dim, self.net_arch)
+        self.logits_net = nn.Sequential(encoder, nn.Linear(encoder.out_dim, int(self.action_space.n)))
+
+
+class SimbaV2Policy(DiscreteSACPolicy):
+    """
+    DiscreteSAC policy with SimbaV2 networks (Lee et al. 2025, https://arxiv.org/abs/2503.15256; see
+    :mod:`sb3_sac_ext.common.simbav2`): running observation normalisation, hyperspherical weights and features, LERP
+    residual blocks, Adam. ``net_arch`` gives one width per block (all equal); ``layer_norm`` and ``dropout_rate`` are
+    refused. Other arguments: see :class:`DiscreteSACPolicy`.
+    """
+
+    actor: SimbaV2CategoricalActor
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor, **kwargs: Any
+    ):
+        check_simbav2_options(kwargs.get("layer_norm"), kwargs.get("dropout_rate"))
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simbav2"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2CategoricalActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaV2CategoricalActor(**actor_kwargs).to(self.device)
+
+
 __all__ = [
     "CategoricalActor",
     "CnnPolicy",
@@ -285,4 +386,8 @@ __all__ = [
     "EnsembleDiscreteCritic",
     "MlpPolicy",
     "MultiInputPolicy",
+    "SimbaCategoricalActor",
+    "SimbaPolicy",
+    "SimbaV2CategoricalActor",
+    "SimbaV2Policy",
 ]

@@ -20,7 +20,10 @@ from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
 from torch import nn
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
+from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation, check_simbav2_options
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
+from sb3_sac_ext.common.simbav2 import SimbaV2Encoder
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -86,6 +89,12 @@ class EnsembleContinuousCritic(EnsembleCritic):
         normalize_images: bool = True,
         n_critics: int = 2,
         share_features_extractor: bool = True,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        architecture: str = "mlp",
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
     ):
         super().__init__(
             observation_space,
@@ -99,6 +108,12 @@ class EnsembleContinuousCritic(EnsembleCritic):
             share_features_extractor,
             head_input_dim=features_dim + get_action_dim(action_space),
             head_output_dim=1,
+            layer_norm=layer_norm,
+            dropout_rate=dropout_rate,
+            architecture=architecture,
+            batch_norm=batch_norm,
+            batch_norm_momentum=batch_norm_momentum,
+            renorm_warmup_steps=renorm_warmup_steps,
         )
 
     def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
@@ -249,15 +264,56 @@ def convert_sb3_critic_optimizer_state(
 
 class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     """
-    Policy class (actor and critic ensemble) for SAC. Same constructor as SB3's ``SACPolicy``;
-    Adam/AdamW default to PyTorch's fused implementation.
+    Policy class (actor and critic ensemble) for SAC. Same constructor as SB3's ``SACPolicy``, plus SBX's critic
+    options; Adam/AdamW default to PyTorch's fused implementation.
+
+    :param args: SB3's ``SACPolicy`` arguments
+    :param layer_norm: Layer normalisation after each hidden layer of the Q-networks (DroQ,
+        https://arxiv.org/abs/2110.02034; SBX's ``layer_norm``)
+    :param dropout_rate: Dropout after each hidden layer of the Q-networks, before the normalisation (DroQ uses
+        0.01 with ``layer_norm=True``; SBX's ``dropout_rate``). Active whenever the policy is in training mode, in
+        the target critics too, as in the DroQ authors' code and SBX
+    :param batch_norm: CrossQ (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605; SBX's ``batch_norm``): batch
+        renormalisation in the Q-networks; the algorithm then uses no target network and evaluates the current and the
+        next state-actions in one joint forward pass (see :meth:`sb3_sac_ext.sac.SAC._critic_loss`)
+    :param batch_norm_momentum: Weight of the running averages (SBX's convention, 0.99)
+    :param renorm_warmup_steps: Training batches of plain batch normalisation before the renormalisation
+    :param kwargs: SB3's ``SACPolicy`` keyword arguments
     """
 
     actor: SquashedGaussianActor
     critic: EnsembleContinuousCritic
     critic_target: EnsembleContinuousCritic
 
+    def __init__(
+        self,
+        *args: Any,
+        layer_norm: bool = False,
+        dropout_rate: float | None = None,
+        batch_norm: bool = False,
+        batch_norm_momentum: float = 0.99,
+        renorm_warmup_steps: int = 100_000,
+        **kwargs: Any,
+    ):
+        check_critic_regularisation(layer_norm, dropout_rate)
+        check_batch_norm(batch_norm, batch_norm_momentum, renorm_warmup_steps)
+        # Read by _build, which SB3's constructor calls
+        self._critic_options = {"layer_norm": layer_norm, "dropout_rate": dropout_rate}
+        if batch_norm:
+            self._critic_options.update(
+                batch_norm=True, batch_norm_momentum=batch_norm_momentum, renorm_warmup_steps=renorm_warmup_steps
+            )
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        # Only the options that differ from the defaults: a default policy's file stays loadable by SB3's SACPolicy
+        defaults = {"layer_norm": False, "dropout_rate": None, "batch_norm": False}
+        data.update({key: value for key, value in self._critic_options.items() if value != defaults.get(key)})
+        return data
+
     def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs.update(self._critic_options)
         self.actor = self.make_actor()
         self.actor.optimizer = make_optimizer(
             self.optimizer_class, self.actor.parameters(), lr_schedule(1), self.optimizer_kwargs
@@ -302,6 +358,50 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
 MlpPolicy = SACPolicy
 
 
+class SimbaSquashedGaussianActor(SquashedGaussianActor):
+    """
+    :class:`SquashedGaussianActor` whose hidden layers are SimBa's encoder
+    (:class:`~sb3_sac_ext.common.simba.SimbaEncoder`: one residual block per entry of ``net_arch``). ``latent_pi``
+    is that encoder, so gSDE and the exporter read it as they read SB3's MLP.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.latent_pi = SimbaEncoder(self.features_dim, self.net_arch, self.activation_fn)
+
+
+class SimbaPolicy(SACPolicy):
+    """
+    SAC policy with SimBa networks (Lee et al. 2024, https://arxiv.org/abs/2410.09754; SBX's ``SimbaPolicy``): running
+    observation normalisation in the features extractor
+    (:class:`~sb3_sac_ext.common.simba.RunningNormExtractor`), residual blocks with pre-layer normalisation for the
+    actor and for each critic, AdamW (SimBa's optimizer; PyTorch's default weight decay 0.01 is the paper's).
+    ``net_arch`` gives one width per residual block (all equal), e.g. ``dict(pi=[128], qf=[256, 256])`` as in the
+    paper (one actor block, two critic blocks). ``dropout_rate`` adds dropout after each critic block (as SBX);
+    ``layer_norm`` is accepted for SBX's files and not used (SimBa always normalises). Other arguments: see
+    :class:`SACPolicy`.
+    """
+
+    actor: SimbaSquashedGaussianActor
+
+    def __init__(
+        self,
+        *args: Any,
+        features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, optimizer_class=optimizer_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simba"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaSquashedGaussianActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaSquashedGaussianActor(**actor_kwargs).to(self.device)
+
+
 class CnnPolicy(SACPolicy):
     """SAC policy for image observations (NatureCNN features extractor); see :class:`SACPolicy`."""
 
@@ -316,6 +416,44 @@ class MultiInputPolicy(SACPolicy):
         super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
 
 
+class SimbaV2SquashedGaussianActor(SquashedGaussianActor):
+    """
+    :class:`SquashedGaussianActor` whose hidden layers are SimbaV2's hyperspherical encoder
+    (:class:`~sb3_sac_ext.common.simbav2.SimbaV2Encoder`); the mean and log-std heads are SB3's linear layers.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.latent_pi = SimbaV2Encoder(self.features_dim, self.net_arch)
+
+
+class SimbaV2Policy(SACPolicy):
+    """
+    SAC policy with SimbaV2 networks (Lee et al. 2025, https://arxiv.org/abs/2503.15256; equations and the
+    simplifications made here in :mod:`sb3_sac_ext.common.simbav2`): running observation normalisation, then the
+    input projected onto the unit sphere, hyperspherical weights and features, LERP residual blocks; Adam as in the
+    paper (the weights are normalised: no weight decay). ``net_arch`` gives one width per block (all equal), e.g.
+    ``dict(pi=[128], qf=[512, 512])``. ``layer_norm`` and ``dropout_rate`` are refused. Other arguments: see
+    :class:`SACPolicy`.
+    """
+
+    actor: SimbaV2SquashedGaussianActor
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor, **kwargs: Any
+    ):
+        check_simbav2_options(kwargs.get("layer_norm"), kwargs.get("dropout_rate"))
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simbav2"
+        super()._build(lr_schedule)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2SquashedGaussianActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SimbaV2SquashedGaussianActor(**actor_kwargs).to(self.device)
+
+
 __all__ = [
     "LOG_STD_MAX",
     "LOG_STD_MIN",
@@ -325,6 +463,10 @@ __all__ = [
     "MlpPolicy",
     "MultiInputPolicy",
     "SACPolicy",
+    "SimbaPolicy",
+    "SimbaSquashedGaussianActor",
+    "SimbaV2Policy",
+    "SimbaV2SquashedGaussianActor",
     "SquashedGaussianActor",
     "convert_sb3_critic_optimizer_state",
     "convert_sb3_critic_state_dict",

@@ -1,4 +1,6 @@
-from typing import Any, ClassVar, TypeVar
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
@@ -10,6 +12,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.sac import policies as sb3_sac_policies
 
+from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.entropy import parse_ent_coef
 from sb3_sac_ext.common.soft_algorithm import SoftOffPolicyMixin, is_optimizer_state
 from sb3_sac_ext.common.training import TransitionBatch
@@ -20,6 +23,8 @@ from sb3_sac_ext.sac.policies import (
     EnsembleContinuousCritic,
     MlpPolicy,
     MultiInputPolicy,
+    SimbaPolicy,
+    SimbaV2Policy,
     SACPolicy,
     SquashedGaussianActor,
     convert_sb3_critic_optimizer_state,
@@ -27,6 +32,36 @@ from sb3_sac_ext.sac.policies import (
 from sb3_sac_ext.sac.recurrent_policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
 SelfSAC = TypeVar("SelfSAC", bound="SAC")
+
+
+class CrossQNext(NamedTuple):
+    """What CrossQ's critic loss needs of the next state: sampled next actions, their log-probabilities, alpha."""
+
+    actions: th.Tensor
+    log_prob: th.Tensor
+    ent_coef: th.Tensor
+
+
+def _cat_obs(obs: Any, next_obs: Any) -> Any:
+    """Observations and next observations stacked along the batch (per key for Dict observations)."""
+    if isinstance(obs, dict):
+        return {key: th.cat([obs[key], next_obs[key]]) for key in obs}
+    return th.cat([obs, next_obs])
+
+
+@contextlib.contextmanager
+def _eval_mode(module: th.nn.Module | None) -> Iterator[None]:
+    """``module`` in evaluation mode inside the block (nothing when ``None``), its mode restored after."""
+    if module is None:
+        yield
+        return
+    training = module.training
+    module.train(False)
+    try:
+        yield
+    finally:
+        module.train(training)
+
 
 # Policies of models saved by stable_baselines3.SAC, replaced by ours on load
 _SB3_POLICY_MAP: dict[type, type[SACPolicy]] = {
@@ -48,7 +83,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     arguments after ``_init_setup_model`` are new. The critics are evaluated as one batched ensemble and
     the optimizers use fused kernels; learning is the same as SB3's.
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, SimbaPolicy, SimbaV2Policy, the LSTM
+        policies)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, and of the critic and temperature when
         ``qf_learning_rate`` / ``ent_coef_learning_rate`` are ``None``. A float, a callable of the progress
@@ -101,12 +137,21 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         ``"auto"`` (compile when a ``learn()`` call plans at least 5,000 gradient steps, where the one-off
         compilation pays for itself). Settings without a fast path (recurrent policies, gSDE, data-parallel
         training, optimizers other than Adam/AdamW) and machines where compilation fails train eagerly
+    :param param_resets: Environment timesteps after which the networks and their optimizer states are
+        re-initialised (Nikishin et al. 2022, https://arxiv.org/abs/2205.07802; SBX's ``param_resets``), checked at the
+        start of each ``train()`` call; the temperature is kept. ``None``: never
+    :param reset_networks: What ``param_resets`` re-initialises: ``None`` (actor and critic, as SBX), or a list of
+        ``"actor"`` / ``"critic"`` (the target critic is set equal to the new critic)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
+        # SimBa networks (https://arxiv.org/abs/2410.09754), SBX's name
+        "SimbaPolicy": SimbaPolicy,
+        # SimbaV2 networks (https://arxiv.org/abs/2503.15256)
+        "SimbaV2Policy": SimbaV2Policy,
         # Recurrent policies: sequence replay buffer, sequence batches in the training loop
         "MlpLstmPolicy": MlpLstmPolicy,
         "CnnLstmPolicy": CnnLstmPolicy,
@@ -155,6 +200,8 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         precision: str = "auto",
         distributed: bool | str = "auto",
         compile: bool | str = "auto",
+        param_resets: list[int] | None = None,
+        reset_networks: list[str] | None = None,
     ):
         self._store_init_params(locals())
         self._check_params(self.get_params())
@@ -209,21 +256,53 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
 
     # The update rule, called by the one training loop (sb3_sac_ext.common.training.train) on a TransitionBatch
 
-    def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> th.Tensor:
-        """Soft Bellman target: next actions from the current policy, pessimistic target critics (no gradient)."""
+    @property
+    def _crossq(self) -> bool:
+        """Whether the critics use CrossQ's batch renormalisation (``policy_kwargs=dict(batch_norm=True)``)."""
+        return bool(getattr(self.critic.qf, "batch_norm", False))
+
+    def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> "th.Tensor | CrossQNext":
+        """
+        Soft Bellman target: next actions from the current policy, pessimistic target critics (no gradient). With
+        CrossQ, only the next actions and their log-probabilities: the next Q-values come from the joint forward pass
+        of :meth:`_critic_loss`.
+        """
         next_actions, next_log_prob = self.actor.action_log_prob(batch.actor_next_obs)
+        if self._crossq:
+            return CrossQNext(next_actions, next_log_prob, ent_coef)
         next_q_KB1 = self.critic_target.q_values(batch.target_next_obs, next_actions).float()
         next_v_B1 = losses.soft_value(next_q_KB1, next_log_prob.float().unsqueeze(-1), ent_coef, self._minimize)
         return losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B1)
 
-    def _critic_loss(self, batch: TransitionBatch, target_B1: th.Tensor) -> th.Tensor:
+    def _critic_loss(self, batch: TransitionBatch, target_B1: "th.Tensor | CrossQNext") -> th.Tensor:
+        if isinstance(target_B1, CrossQNext):
+            return self._crossq_critic_loss(batch, target_B1)
         with self._autocast():
             q_KB1 = self.critic.q_values(batch.critic_obs, batch.actions).float()
         return losses.critic_loss(q_KB1, target_B1)
 
-    def _actor_loss(self, batch: TransitionBatch, ent_coef: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """:return: The actor loss and ``log pi(a|s)`` of the sampled actions (the temperature loss's input)."""
+    def _crossq_critic_loss(self, batch: TransitionBatch, next_: "CrossQNext") -> th.Tensor:
+        """
+        CrossQ's critic loss (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605, Section 3): no target network; the
+        current ``(s, a)`` and the next ``(s', a')`` go through the online critics in one forward pass, so that the
+        batch renormalisation normalises both with the same statistics; the next values carry no gradient.
+        """
         with self._autocast():
+            q_all_KN1 = self.critic.q_values(
+                _cat_obs(batch.critic_obs, batch.target_next_obs), th.cat([batch.actions, next_.actions])
+            ).float()
+        q_KB1, next_q_KB1 = q_all_KN1.chunk(2, dim=1)
+        next_v_B1 = losses.soft_value(
+            next_q_KB1.detach(), next_.log_prob.float().unsqueeze(-1), next_.ent_coef, self._minimize
+        )
+        return losses.critic_loss(q_KB1, losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B1))
+
+    def _actor_loss(self, batch: TransitionBatch, ent_coef: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :return: The actor loss and ``log pi(a|s)`` of the sampled actions (the temperature loss's input). With CrossQ,
+            the critics read their running statistics (evaluation mode), as SBX's CrossQ.
+        """
+        with self._autocast(), _eval_mode(self.critic.qf if self._crossq else None):
             actions_pi, log_prob = self.actor.action_log_prob(batch.actor_obs)
             # No gradient for the critics' weights: only d(Q)/d(action) is needed
             q_pi_KB1 = self.critic.q_values(batch.critic_obs_for_actor, actions_pi, detach_params=True).float()
@@ -233,7 +312,11 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
         # Parameters saved by stable_baselines3.SAC keep one optimizer state per critic: stack them. A malformed
         # state is left to torch, which raises as it does for SB3 (see SoftOffPolicyMixin.set_parameters)
-        if isinstance(load_path_or_dict, dict) and is_optimizer_state(load_path_or_dict.get("critic.optimizer")):
+        if (
+            isinstance(load_path_or_dict, dict)
+            and is_optimizer_state(load_path_or_dict.get("critic.optimizer"))
+            and isinstance(self.critic.qf, EnsembleMLP)  # SB3's layout has MLP critics only
+        ):
             load_path_or_dict = dict(load_path_or_dict)
             load_path_or_dict["critic.optimizer"] = convert_sb3_critic_optimizer_state(
                 load_path_or_dict["critic.optimizer"],

@@ -1,0 +1,99 @@
+"""
+Network variants against plain SAC with the same env-step budget: DroQ, SimBa, SimbaV2, CrossQ and parameter resets,
+each with the settings of its preset (``hyperparams/sac_<variant>.yml``) where the env has one, else the variant's
+options on top of plain SAC's entry. Reports the evaluation return every ``--eval-every`` env steps (half of
+``--eval-episodes`` deterministic episodes), the final return (``--eval-episodes``, 10) and the wall-clock time of
+training and evaluation. One run at a time. Not run for the figures yet: no result is recorded here.
+
+    python benchmarks/variants.py
+    python benchmarks/variants.py --env Hopper-v5 --steps 100000 --seeds 0 1 --variants sac droq simba
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_sac_ext import SAC
+from sb3_sac_ext.config import get_hyperparams, prepare_model_kwargs
+
+HYPERPARAMS = Path(__file__).resolve().parent.parent / "sb3_sac_ext" / "hyperparams"
+# Variant -> (preset file stem, options added to plain SAC's entry when the preset has no entry for the env)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sac": ("sac", {}),
+    "droq": (
+        "sac_droq",
+        {"gradient_steps": 20, "policy_delay": 20, "policy_kwargs": {"layer_norm": True, "dropout_rate": 0.01}},
+    ),
+    "simba": ("sac_simba", {"policy": "SimbaPolicy"}),
+    "simbav2": ("sac_simbav2", {"policy": "SimbaV2Policy"}),
+    "crossq": ("sac_crossq", {"policy_delay": 3, "policy_kwargs": {"batch_norm": True}}),
+    "resets": ("sac", {"param_resets": "halves"}),
+}
+
+
+def settings(variant: str, env_id: str, steps: int) -> dict[str, Any]:
+    """The constructor arguments of ``variant`` on ``env_id`` (the budget is the benchmark's, not the preset's)."""
+    stem, options = VARIANTS[variant]
+    try:
+        kwargs, _ = prepare_model_kwargs(get_hyperparams(stem, env_id, HYPERPARAMS / f"{stem}.yml"))
+    except Exception:
+        kwargs, _ = prepare_model_kwargs(get_hyperparams("sac", env_id, HYPERPARAMS / "sac.yml"))
+        kwargs = {**kwargs, **{key: value for key, value in options.items() if key != "policy_kwargs"}}
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **options.get("policy_kwargs", {})}
+    if variant == "resets":
+        kwargs["param_resets"] = [steps // 2]  # one reset halfway (Nikishin et al. reset periodically)
+    kwargs["learning_starts"] = min(int(kwargs.get("learning_starts", 100)), max(steps // 10, 1))
+    return kwargs
+
+
+def run(variant: str, env_id: str, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:
+    model = SAC(env=env_id, seed=seed, verbose=0, **settings(variant, env_id, steps))
+    curve = []
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        chunk = min(eval_every, steps - done)
+        model.learn(chunk, reset_num_timesteps=done == 0)
+        done += chunk
+        if done < steps:
+            value = evaluate_policy(model, model.get_env(), n_eval_episodes=max(episodes // 2, 1), deterministic=True)[0]
+            curve.append((done, value))
+    seconds = time.perf_counter() - start
+    final = evaluate_policy(model, model.get_env(), n_eval_episodes=episodes, deterministic=True)[0]
+    return {"variant": variant, "seed": seed, "final": float(final), "curve": curve, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=10, help="final evaluation (half of it for the curve)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    th.set_num_threads(args.threads)
+    results: dict[str, list[dict[str, Any]]] = {}
+    for seed in args.seeds:
+        for variant in args.variants:  # one run at a time, alternating within each seed
+            result = run(variant, args.env, args.steps, seed, args.eval_every, args.eval_episodes)
+            results.setdefault(variant, []).append(result)
+            curve = " ".join(f"{step}:{value:.1f}" for step, value in result["curve"])
+            print(f"{variant:8s} seed {seed}: final {result['final']:.1f} in {result['seconds']:.1f} s  [{curve}]", flush=True)
+    print(f"\n{args.env}, {args.steps} env steps, seeds {args.seeds}")
+    for variant, runs in results.items():
+        finals = [r["final"] for r in runs]
+        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        seconds = np.mean([r["seconds"] for r in runs])
+        print(f"{variant:8s} final {statistics.mean(finals):8.1f} +- {spread:6.1f}   {seconds:7.1f} s per run")
+
+
+if __name__ == "__main__":
+    main()

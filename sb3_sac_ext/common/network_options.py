@@ -1,0 +1,74 @@
+"""
+Checks of the network options of the policies (``policy_kwargs``): DroQ's ``layer_norm`` and ``dropout_rate``, named
+as SBX's SAC policies name them so that RL Zoo hyperparameter files move across.
+"""
+
+from typing import Any
+
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+
+#: Options of the feed-forward policies that the recurrent ones do not have
+FEED_FORWARD_OPTIONS = ("layer_norm", "dropout_rate", "batch_norm", "batch_norm_momentum", "renorm_warmup_steps")
+
+
+def check_batch_norm(batch_norm: Any, batch_norm_momentum: Any, renorm_warmup_steps: Any) -> None:
+    """
+    :raise InvalidHyperparameterError: When ``batch_norm`` is not a bool, ``batch_norm_momentum`` not in [0, 1) or
+        ``renorm_warmup_steps`` not a non-negative integer (SBX's CrossQ options)
+    """
+    if not isinstance(batch_norm, bool):
+        raise InvalidHyperparameterError(f"batch_norm must be True or False, got {batch_norm!r}")
+    if isinstance(batch_norm_momentum, bool) or not isinstance(batch_norm_momentum, int | float):
+        raise InvalidHyperparameterError(f"batch_norm_momentum must be a number in [0, 1), got {batch_norm_momentum!r}")
+    if not 0.0 <= batch_norm_momentum < 1.0:
+        raise InvalidHyperparameterError(
+            f"batch_norm_momentum must be in [0, 1) (SBX's convention: the weight of the running average, e.g. 0.99), "
+            f"got {batch_norm_momentum!r}"
+        )
+    if isinstance(renorm_warmup_steps, bool) or not isinstance(renorm_warmup_steps, int) or renorm_warmup_steps < 0:
+        raise InvalidHyperparameterError(f"renorm_warmup_steps must be an integer >= 0, got {renorm_warmup_steps!r}")
+
+
+def check_critic_regularisation(layer_norm: Any, dropout_rate: Any) -> None:
+    """
+    :param layer_norm: ``policy_kwargs["layer_norm"]``
+    :param dropout_rate: ``policy_kwargs["dropout_rate"]``
+    :raise InvalidHyperparameterError: When ``layer_norm`` is not a bool or ``dropout_rate`` is not ``None`` or a
+        number in [0, 1)
+    """
+    if not isinstance(layer_norm, bool):
+        raise InvalidHyperparameterError(f"layer_norm must be True or False, got {layer_norm!r}")
+    if dropout_rate is None:
+        return
+    if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, int | float) or not 0.0 <= dropout_rate < 1.0:
+        raise InvalidHyperparameterError(f"dropout_rate must be None or a number in [0, 1), got {dropout_rate!r}")
+
+
+def check_simbav2_options(layer_norm: Any, dropout_rate: Any) -> None:
+    """
+    :raise InvalidHyperparameterError: When ``layer_norm`` or ``dropout_rate`` is set for ``SimbaV2Policy``, whose
+        hyperspherical networks have neither
+    """
+    if layer_norm or dropout_rate:
+        raise InvalidHyperparameterError(
+            "SimbaV2Policy's networks are normalised on the hypersphere and have no layer_norm or dropout_rate option; "
+            "remove them, or use MlpPolicy (DroQ) or SimbaPolicy"
+        )
+
+
+def check_policy_options(policy_class: Any, policy_kwargs: dict[str, Any] | None, recurrent: bool) -> None:
+    """
+    Reject network options the chosen policy cannot honour, before anything is built.
+
+    :param policy_class: The policy class
+    :param policy_kwargs: The ``policy_kwargs`` argument
+    :param recurrent: Whether the policy is recurrent
+    :raise InvalidHyperparameterError: Naming the option, the policy and the way out
+    """
+    given = [key for key in FEED_FORWARD_OPTIONS if key in (policy_kwargs or {})]
+    if recurrent and given:
+        raise InvalidHyperparameterError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported by the recurrent policy "
+            f"{getattr(policy_class, '__name__', policy_class)} (its critics are an RNN and an MLP head); use a "
+            "feed-forward policy (MlpPolicy, SimbaPolicy) or remove the option from policy_kwargs"
+        )
