@@ -153,6 +153,7 @@ def test_compiled_program_trains(model_class: type, variant: str) -> None:
     """The compiled update's program (run eagerly here: the identity compiler) handles the variant's layers."""
     model = variant_model(model_class, variant, learning_starts=10_000)
     model.learn(100)
+    model.compile = True  # the injected program below is used (compile=False would drop it)
     model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 32, True), compiler=lambda fn: fn)
     before = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
     with warnings.catch_warnings():
@@ -177,6 +178,7 @@ def test_compiled_program_matches_eager_without_dropout(model_class: type) -> No
     batch = eager._batches.sample(eager, 32, True)
     for model in models:
         model._batches.sample = lambda *args, **kwargs: batch
+    fast.compile = True  # the injected program below is used (compile=False would drop it)
     fast._compiled_update = CompiledUpdate.build(fast, batch, compiler=lambda fn: fn)
     th.manual_seed(1)
     eager.train(gradient_steps=1, batch_size=32)

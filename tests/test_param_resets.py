@@ -96,6 +96,7 @@ def test_resets_happen_once_and_survive_save_load(model_class: type, tmp_path: A
 def test_compiled_program_after_a_reset() -> None:
     model = _model(SAC, learning_starts=10_000, policy_kwargs=dict(net_arch=[32, 32], layer_norm=True))
     model.learn(100)
+    model.compile = True  # the injected program below is used (compile=False would drop it)
     model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 32, True), compiler=lambda fn: fn)
     model.train(gradient_steps=2, batch_size=32)
     apply_reset(model, ["actor", "critic"])
