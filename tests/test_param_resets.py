@@ -7,7 +7,7 @@ import pytest
 import torch as th
 
 from sb3_sac_ext import SAC, DiscreteSAC
-from sb3_sac_ext.common import soft_algorithm
+from sb3_sac_ext.common import resets
 from sb3_sac_ext.common.compiled_update import CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
@@ -77,10 +77,8 @@ def test_actor_reset_keeps_the_critics_and_running_statistics() -> None:
 @pytest.mark.parametrize("model_class", MODEL_LIST)
 def test_resets_happen_once_and_survive_save_load(model_class: type, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = soft_algorithm.apply_reset
-    monkeypatch.setattr(
-        soft_algorithm, "apply_reset", lambda model, names: calls.append(model.num_timesteps) or real(model, names)
-    )
+    real = resets.apply_reset
+    monkeypatch.setattr(resets, "apply_reset", lambda model, names: calls.append(model.num_timesteps) or real(model, names))
     model = _model(model_class, param_resets=[120, 10_000])
     model.learn(100)
     assert calls == [] and model._param_resets_done == 0

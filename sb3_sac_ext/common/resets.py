@@ -117,3 +117,53 @@ def apply_reset(model: Any, names: Sequence[str]) -> None:
             if name == "critic":
                 for target, online in zip(policy.critic_target.parameters(), policy.critic.parameters()):
                     target.copy_(online)
+
+
+def check_resettable(model: Any) -> None:
+    """
+    With ``param_resets``, refuse (at construction) settings where a reset cannot be done exactly: recurrent policies,
+    data-parallel training (each rank would draw other weights), parameters no module initialiser covers.
+
+    :param model: The algorithm
+    :raise InvalidHyperparameterError: Naming the conflict and the fix
+    """
+    if not getattr(model, "param_resets", None):
+        return
+    if model._is_recurrent:
+        raise InvalidHyperparameterError("param_resets is not supported with recurrent policies; use a feed-forward one")
+    if model._distributed is not None:
+        raise InvalidHyperparameterError(
+            "param_resets is not supported in data-parallel training (each rank would draw other initial weights); "
+            "train in one process or remove param_resets"
+        )
+    for name in networks_to_reset(model.reset_networks):
+        network = getattr(model.policy, name)
+        shared = network.features_extractor if name == "critic" and model.policy.share_features_extractor else None
+        missing = uncovered_parameters(network, shared)
+        if missing:
+            raise InvalidHyperparameterError(
+                f"param_resets cannot re-initialise the {name}'s parameters {missing} (no module initialiser covers "
+                f"them, e.g. gSDE's log_std); use reset_networks without {name!r} or remove param_resets"
+            )
+
+
+def reset_if_due(model: Any) -> None:
+    """
+    Re-initialise the ``reset_networks`` and their optimizer states once ``num_timesteps`` passes the next entry of
+    ``param_resets`` (called at the start of each ``train()``). Several entries passed at once make one reset; the
+    count done is saved with the model (``_param_resets_done``).
+
+    :param model: The algorithm
+    """
+    resets = getattr(model, "param_resets", None)
+    if not resets:
+        return
+    due = sum(1 for timestep in resets if model.num_timesteps >= timestep)
+    if due <= model._param_resets_done:
+        return
+    names = networks_to_reset(model.reset_networks)
+    apply_reset(model, names)
+    model._param_resets_done = due
+    model.logger.record("train/param_resets", due)
+    if model.verbose >= 1:
+        print(f"Reset {', '.join(names)} at timestep {model.num_timesteps}")

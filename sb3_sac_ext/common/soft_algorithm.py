@@ -37,7 +37,7 @@ from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
 from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
-from sb3_sac_ext.common.resets import apply_reset, check_param_resets, networks_to_reset, uncovered_parameters
+from sb3_sac_ext.common.resets import check_param_resets, check_resettable, reset_if_due
 from sb3_sac_ext.common.schedules import make_schedule
 from sb3_sac_ext.common.simba import RunningObsNorm
 from sb3_sac_ext.common.training import FeedForwardBatches, TrainLogs
@@ -291,41 +291,11 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     def _check_resettable(self) -> None:
         """With ``param_resets``, refuse settings where a reset cannot be done exactly (typed error, at construction)."""
-        if not getattr(self, "param_resets", None):
-            return
-        if self._is_recurrent:
-            raise InvalidHyperparameterError("param_resets is not supported with recurrent policies; use a feed-forward one")
-        if self._distributed is not None:
-            raise InvalidHyperparameterError(
-                "param_resets is not supported in data-parallel training (each rank would draw other initial weights); "
-                "train in one process or remove param_resets"
-            )
-        for name in networks_to_reset(self.reset_networks):
-            network = getattr(self.policy, name)
-            shared = network.features_extractor if name == "critic" and self.policy.share_features_extractor else None
-            missing = uncovered_parameters(network, shared)
-            if missing:
-                raise InvalidHyperparameterError(
-                    f"param_resets cannot re-initialise the {name}'s parameters {missing} (no module initialiser covers "
-                    f"them, e.g. gSDE's log_std); use reset_networks without {name!r} or remove param_resets"
-                )
+        check_resettable(self)
 
     def _maybe_reset_params(self) -> None:
-        """
-        Re-initialise the ``reset_networks`` and their optimizer states once ``num_timesteps`` passes the next entry of
-        ``param_resets`` (see :mod:`sb3_sac_ext.common.resets`). Several entries passed at once make one reset.
-        """
-        resets = getattr(self, "param_resets", None)
-        if not resets:
-            return
-        due = sum(1 for timestep in resets if self.num_timesteps >= timestep)  # type: ignore[attr-defined]
-        if due <= self._param_resets_done:
-            return
-        apply_reset(self, networks_to_reset(self.reset_networks))
-        self._param_resets_done = due
-        self.logger.record("train/param_resets", due)
-        if self.verbose >= 1:  # type: ignore[attr-defined]
-            print(f"Reset {', '.join(networks_to_reset(self.reset_networks))} at timestep {self.num_timesteps}")  # type: ignore[attr-defined]
+        """Reset the ``reset_networks`` once ``num_timesteps`` passes the next ``param_resets`` entry (see :mod:`.resets`)."""
+        reset_if_due(self)
 
     def _compiled_step(self, batch: Any, update_actor: bool, update_target: bool) -> dict[str, th.Tensor] | None:
         """
