@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch as th
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from torch import nn
 from torch.func import functional_call, grad
 
@@ -394,3 +395,61 @@ def _init_adam_state(optimizer: th.optim.Optimizer, param: th.Tensor) -> None:
 def warn_eager(reason: str) -> None:
     """The one warning of a model that trains eagerly although compilation was asked for (or failed)."""
     warnings.warn(f"The compiled update is not used ({reason}); training with the eager update", stacklevel=3)
+
+
+def compiled_step(model: Any, batch: Any, update_actor: bool, update_target: bool) -> dict[str, th.Tensor] | None:
+    """
+    One gradient step of ``model`` on the fast path, its :class:`CompiledUpdate` built at the first step that uses it.
+
+    ``compile=True`` always uses it; ``"auto"`` once a ``learn()`` call plans at least ``AUTO_COMPILE_MIN_UPDATES``
+    gradient steps (or that many were done), where compilation pays for itself; ``False`` never (also after
+    ``set_params(compile=False)``). Settings without a fast path, and a failed compilation, train eagerly (with one
+    warning, except for an unsupported setting under ``"auto"``).
+
+    :return: The step's statistics, or ``None`` when the caller must run the eager step
+    """
+    update = model._compiled_update
+    if update is not None and model.compile is False:
+        update.close()
+        model._compiled_update = update = None
+    if update is None:
+        if model._eager_only or not _wants_compiled_update(model):
+            return None
+        update = model._compiled_update = CompiledUpdate.build(model, batch)
+    guard = model._optimizer_stepper._flags(model.device, model._n_updates)
+    try:
+        return update.step(batch, update_actor, update_target, guard)
+    except Exception as e:
+        if update.calls > 0:
+            raise
+        # The first call compiles: it failed before running anything, the eager step runs instead
+        update.close()
+        model._compiled_update, model._eager_only = None, True
+        warn_eager(f"compilation failed with {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
+        return None
+
+
+def _wants_compiled_update(model: Any) -> bool:
+    mode = model.compile
+    if mode is False or (mode == "auto" and max(model._planned_updates, model._n_updates) < AUTO_COMPILE_MIN_UPDATES):
+        return False
+    reason = unsupported_reason(model)
+    if reason is not None:
+        model._eager_only = True
+        if mode is True:
+            warn_eager(f"no fast path for {reason}")
+        return False
+    return True
+
+
+def estimate_updates(model: Any, total_timesteps: int) -> int:
+    """
+    :param model: The algorithm (``train_freq`` already converted)
+    :param total_timesteps: The env step count ``learn()`` runs until
+    :return: About how many gradient steps learning until then will do (for ``compile="auto"``)
+    """
+    env_steps = total_timesteps - max(model.num_timesteps, model.learning_starts)
+    per_step = model.train_freq.unit == TrainFrequencyUnit.STEP
+    frequency = model.train_freq.frequency if per_step else 1
+    per_round = model.gradient_steps if model.gradient_steps >= 0 else frequency * model.n_envs
+    return max(env_steps, 0) * per_round // max(frequency, 1)

@@ -5,7 +5,9 @@ as SBX's SAC policies name them so that RL Zoo hyperparameter files move across.
 
 from typing import Any
 
+from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.simba import RunningObsNorm
 
 #: Options of the feed-forward policies that the recurrent ones do not have
 FEED_FORWARD_OPTIONS = ("layer_norm", "dropout_rate", "batch_norm", "batch_norm_momentum", "renorm_warmup_steps")
@@ -72,3 +74,22 @@ def check_policy_options(policy_class: Any, policy_kwargs: dict[str, Any] | None
             f"{getattr(policy_class, '__name__', policy_class)} (its critics are an RNN and an MLP head); use a "
             "feed-forward policy (MlpPolicy, SimbaPolicy) or remove the option from policy_kwargs"
         )
+
+
+def check_distributed_statistics(model: Any) -> None:
+    """
+    Refuse, in data-parallel training, networks whose running statistics (SimBa's observation normalisation,
+    CrossQ's batch renormalisation) each rank would update from its own batches: the replicas would drift apart.
+
+    :param model: The algorithm, its policy built
+    :raise InvalidHyperparameterError: Naming the networks and the fix
+    """
+    if model._distributed is None:
+        return
+    for module in model.policy.modules():
+        if isinstance(module, RunningObsNorm | EnsembleBatchRenorm):
+            raise InvalidHyperparameterError(
+                f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or batch_norm=True) is "
+                "not supported in data-parallel training: each rank would update its own statistics. Train in one "
+                "process, or use features_extractor_class=FlattenExtractor (with VecNormalize) and no batch_norm"
+            )

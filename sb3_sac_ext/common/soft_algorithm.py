@@ -20,18 +20,11 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
 from sb3_sac_ext.common import distributed, persistence, training, validation
-from sb3_sac_ext.common.compiled_update import (
-    AUTO_COMPILE_MIN_UPDATES,
-    CompiledUpdate,
-    check_compile_arg,
-    unsupported_reason,
-    warn_eager,
-)
-from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
+from sb3_sac_ext.common.compiled_update import CompiledUpdate, check_compile_arg, compiled_step, estimate_updates
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.export import export_policy
 from sb3_sac_ext.common.learning_rates import LEARNING_RATE_ARGS, LearningRates
-from sb3_sac_ext.common.network_options import check_policy_options
+from sb3_sac_ext.common.network_options import check_distributed_statistics, check_policy_options
 from sb3_sac_ext.common.optim import OptimizerStep
 from sb3_sac_ext.common.precision import Precision
 from sb3_sac_ext.common.recurrent import rollout
@@ -39,7 +32,6 @@ from sb3_sac_ext.common.recurrent.batch import SequenceBatches
 from sb3_sac_ext.common.recurrent.policies import is_recurrent_policy
 from sb3_sac_ext.common.resets import check_param_resets, check_resettable, reset_if_due
 from sb3_sac_ext.common.schedules import make_schedule
-from sb3_sac_ext.common.simba import RunningObsNorm
 from sb3_sac_ext.common.training import FeedForwardBatches, TrainLogs
 from sb3_sac_ext.common.validation import check_common_args
 
@@ -137,8 +129,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
-        self._check_resettable()
-        self._check_distributed_statistics()
+        check_resettable(self)
+        check_distributed_statistics(self)
         self._setup_temperature(self._default_target_entropy())
         # The policy builds its optimizers with the actor's initial rate: start each at its own schedule's
         self._learning_rates.apply(self.optimizers, self.lr_schedule, 1.0, rnn_schedule=self._rnn_lr_schedule)
@@ -271,62 +263,12 @@ class SoftOffPolicyMixin(EstimatorMixin):
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """The update of both algorithms: see :func:`sb3_sac_ext.common.training.train`."""
-        self._maybe_reset_params()
+        reset_if_due(self)  # param_resets
         training.train(self, gradient_steps, batch_size)
 
-    def _check_distributed_statistics(self) -> None:
-        """
-        Refuse, in data-parallel training, networks whose running statistics (SimBa's observation normalisation,
-        CrossQ's batch renormalisation) each rank would update from its own batches: the replicas would drift apart.
-        """
-        if self._distributed is None:
-            return
-        for module in self.policy.modules():
-            if isinstance(module, RunningObsNorm | EnsembleBatchRenorm):
-                raise InvalidHyperparameterError(
-                    f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or batch_norm=True) is "
-                    "not supported in data-parallel training: each rank would update its own statistics. Train in one "
-                    "process, or use features_extractor_class=FlattenExtractor (with VecNormalize) and no batch_norm"
-                )
-
-    def _check_resettable(self) -> None:
-        """With ``param_resets``, refuse settings where a reset cannot be done exactly (typed error, at construction)."""
-        check_resettable(self)
-
-    def _maybe_reset_params(self) -> None:
-        """Reset the ``reset_networks`` once ``num_timesteps`` passes the next ``param_resets`` entry (see :mod:`.resets`)."""
-        reset_if_due(self)
-
     def _compiled_step(self, batch: Any, update_actor: bool, update_target: bool) -> dict[str, th.Tensor] | None:
-        """
-        One gradient step on the fast path (:class:`~sb3_sac_ext.common.compiled_update.CompiledUpdate`), built at the
-        first step that uses it.
-
-        ``compile=True`` always uses it; ``"auto"`` once a ``learn()`` call plans at least
-        ``AUTO_COMPILE_MIN_UPDATES`` gradient steps (or that many were done), where compilation pays for itself;
-        ``False`` never. Settings without a fast path, and a failed compilation, train eagerly (with one warning,
-        except for an unsupported setting under ``"auto"``).
-
-        :return: The step's statistics, or ``None`` when the caller must run the eager step
-        """
-        update = self._compiled_update
-        if update is not None and getattr(self, "compile", "auto") is False:  # set_params(compile=False)
-            update.close()
-            self._compiled_update = update = None
-        if update is None:
-            if self._eager_only or not self._wants_compiled_update():
-                return None
-            update = self._compiled_update = CompiledUpdate.build(self, batch)
-        guard = self._optimizer_stepper._flags(self.device, self._n_updates)
-        if update.calls > 0:
-            return update.step(batch, update_actor, update_target, guard)
-        try:
-            return update.step(batch, update_actor, update_target, guard)
-        except Exception as e:  # compilation failed: nothing was run, the eager step runs instead
-            update.close()
-            self._compiled_update, self._eager_only = None, True
-            warn_eager(f"compilation failed with {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
-            return None
+        """One gradient step on the fast path, or ``None`` for the eager step: see :func:`.compiled_update.compiled_step`."""
+        return compiled_step(self, batch, update_actor, update_target)
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (copy.deepcopy, pickle) compiles its own program at its first gradient step: a compiled function
@@ -334,18 +276,6 @@ class SoftOffPolicyMixin(EstimatorMixin):
         state = self.__dict__.copy()
         state.pop("_compiled_update", None)
         return state
-
-    def _wants_compiled_update(self) -> bool:
-        mode = getattr(self, "compile", "auto")
-        if mode is False or (mode == "auto" and max(self._planned_updates, self._n_updates) < AUTO_COMPILE_MIN_UPDATES):
-            return False
-        reason = unsupported_reason(self)
-        if reason is not None:
-            self._eager_only = True
-            if mode is True:
-                warn_eager(f"no fast path for {reason}")
-            return False
-        return True
 
     def _optimizer_steps(self, steps: list[tuple[str, th.Tensor]]) -> None:
         """
@@ -406,16 +336,9 @@ class SoftOffPolicyMixin(EstimatorMixin):
         total_timesteps, callback = super()._setup_learn(  # type: ignore[misc]
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
-        self._planned_updates = self._estimate_updates(total_timesteps)
-        return total_timesteps, callback
-
-    def _estimate_updates(self, total_timesteps: int) -> int:
-        """:return: About how many gradient steps learning until ``total_timesteps`` env steps will do."""
-        env_steps = total_timesteps - max(self.num_timesteps, self.learning_starts)  # type: ignore[attr-defined]
         self._convert_train_freq_again()
-        frequency = self.train_freq.frequency if self.train_freq.unit == TrainFrequencyUnit.STEP else 1  # type: ignore[has-type]
-        per_round = self.gradient_steps if self.gradient_steps >= 0 else frequency * self.n_envs  # type: ignore[attr-defined]
-        return max(env_steps, 0) * per_round // max(frequency, 1)
+        self._planned_updates = estimate_updates(self, total_timesteps)
+        return total_timesteps, callback
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> Any:
         state = self._distributed
