@@ -18,6 +18,7 @@ from sb3_sac_ext.common import compiled_update
 from sb3_sac_ext.common.compiled_update import CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.network_options import check_distributed_statistics
 from tests._helpers import MODEL_LIST, tiny_model
 
 try:
@@ -193,7 +194,7 @@ def test_running_statistics_refused_in_data_parallel_training(policy: str, optio
     model = SAC(policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **options), buffer_size=100)
     model._distributed = object()  # as set by sb3_sac_ext.common.distributed.setup under torchrun
     with pytest.raises(InvalidHyperparameterError, match="data-parallel"):
-        model._check_distributed_statistics()
+        check_distributed_statistics(model)
     plain = SAC("SimbaPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], features_extractor_class=FlattenExtractor))
     plain._distributed = object()
-    plain._check_distributed_statistics()  # no running statistics: allowed
+    check_distributed_statistics(plain)  # no running statistics: allowed
