@@ -11,9 +11,11 @@ The runs are sequential (one at a time), alternating within each seed.
     python benchmarks/learning.py
     python benchmarks/learning.py --env HalfCheetah-v5 --steps 100000 --seeds 0 1
     python benchmarks/learning.py --seeds 0 --runs sb3 ours ours-eager --log-dir logs/learning
+    sb3-sac-ext plot -f logs/learning --env Pendulum-v1 -o docs/_static/plots/learning_pendulum.png
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -38,17 +40,21 @@ def train_and_evaluate(run: str, env_id: str, steps: int, seed: int, eval_every:
     from stable_baselines3.common.monitor import Monitor
 
     kwargs = ENV_KWARGS.get(env_id, {})
+    # RL Zoo's layout <log dir>/<algo>/<EnvId>_<n>, which `sb3-sac-ext plot` reads: evaluations.npz and monitor files
+    log_path = f"{log_dir}/{run}/{env_id}_{seed + 1}" if log_dir else None
+    if log_path:
+        os.makedirs(log_path, exist_ok=True)
+    env = Monitor(gym.make(env_id), filename=f"{log_path}/train" if log_path else None)
     if run == "sb3":
         from stable_baselines3 import SAC
 
-        model = SAC("MlpPolicy", env_id, seed=seed, **kwargs)
+        model = SAC("MlpPolicy", env, seed=seed, **kwargs)
     else:
         from sb3_sac_ext import SAC
 
-        model = SAC("MlpPolicy", env_id, seed=seed, **kwargs, **OURS[run])  # type: ignore[assignment]
+        model = SAC("MlpPolicy", env, seed=seed, **kwargs, **OURS[run])  # type: ignore[assignment]
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=10_000 + seed)
-    log_path = f"{log_dir}/{env_id}/{run}/seed{seed}" if log_dir else None
     callback = EvalCallback(eval_env, n_eval_episodes=5, eval_freq=eval_every, log_path=log_path, verbose=0)
     start = time.perf_counter()
     model.learn(steps, callback=callback)
