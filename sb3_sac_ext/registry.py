@@ -41,6 +41,8 @@ class Algorithm:
         return self.cls.__name__
 
 
+#: The one table of algorithms: name -> :class:`Algorithm` (class, RL Zoo key), for the command line, hyperparameter
+#: files, Hub repositories and RL Zoo.
 ALGORITHMS: dict[str, Algorithm] = {
     "sac": Algorithm("sac", SAC, "sac_ext"),
     "discrete_sac": Algorithm("discrete_sac", DiscreteSAC, "discrete_sac"),

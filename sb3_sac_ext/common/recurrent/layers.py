@@ -16,6 +16,7 @@ from sb3_sac_ext.common.errors import InvalidHyperparameterError
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 # (h, c), each (n_layers, n_envs, hidden); GRUs carry a zero c so that the state has RecurrentPPO's format
+#: The state of an RNN: ``(h, c)``, each ``(n_layers, batch, hidden)`` (a GRU carries a zero ``c``).
 RNNState = tuple[th.Tensor, th.Tensor]
 
 
