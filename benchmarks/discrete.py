@@ -11,6 +11,12 @@ One training process at a time, one torch thread (the machine is shared).
     python benchmarks/discrete.py --envs CartPole-v1 --seeds 3
     python benchmarks/discrete.py --envs Acrobot-v1 --seeds 1 --algos discrete_sac dqn --out results.jsonl
     python benchmarks/discrete.py --envs CartPole-v1 --steps 10000  # shorter budget (smoke run)
+    python benchmarks/discrete.py --envs CartPole-v1 --log-dir logs/discrete   # curves every 2.5k steps
+    sb3-sac-ext plot -f logs/discrete --env CartPole-v1 -o docs/_static/plots/discrete_cartpole.png
+
+``--log-dir DIR``: RL Zoo's run folders ``DIR/<algo>/<EnvId>_<seed + 1>`` with the training env's monitor file and
+``evaluations.npz`` (the deterministic evaluation every ``--eval-every`` steps, 10 episodes), which ``sb3-sac-ext plot``
+draws. The evaluations are left out of env-steps/s and draw no random numbers from the model (same runs).
 
 Targets (issue 3): CartPole-v1 >= 475 on at least 2 of 3 seeds within 50k steps, Acrobot-v1 >= -100 within 100k,
 LunarLander-v3 >= 200 within 200k, and DiscreteSAC's final return at least DQN's.
@@ -91,52 +97,50 @@ def box2d_available() -> bool:
     return True
 
 
-def curve_callback(env_id: str, seed: int, every: int) -> Any:
+def curve_callback(env_id: str, seed: int, every: int, log_path: str | None) -> Any:
     """
-    A callback that evaluates the deterministic policy (10 episodes, its own env) every ``every`` env steps and prints
-    the learning curve; the time it takes is reported in ``eval_seconds`` (excluded from env-steps/s). Deterministic
-    evaluation draws no random numbers from the model, so the training run is the same with or without it.
+    A callback that evaluates the deterministic policy (10 episodes, its own env) every ``every`` env steps, prints the
+    learning curve and writes it to ``<log_path>/evaluations.npz``; the time it takes is reported in ``eval_seconds``
+    (excluded from env-steps/s). Deterministic evaluation draws no random numbers from the model, so the training run
+    is the same with or without it.
     """
     import gymnasium as gym
-    from stable_baselines3.common.callbacks import BaseCallback
+    from run_logs import PeriodicEval
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
-    class Curve(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.eval_seconds = 0.0
-            self.eval_env = Monitor(gym.make(env_id))
-            self.eval_env.reset(seed=20_000 + seed)
+    eval_env = Monitor(gym.make(env_id))
+    eval_env.reset(seed=20_000 + seed)
 
-        def _on_step(self) -> bool:
-            if self.num_timesteps % every == 0:
-                start = time.perf_counter()
-                mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=10, deterministic=True)
-                print(f"  {env_id} seed {seed}: {self.num_timesteps} steps, eval {mean:.1f} +/- {std:.1f}", flush=True)
-                self.eval_seconds += time.perf_counter() - start
-            return True
+    def evaluate(model: Any) -> Any:
+        return evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True, return_episode_rewards=True)
 
-    return Curve()
+    return PeriodicEval(evaluate, every, log_path, f"{env_id} seed {seed}")
 
 
-def run_one(algo: str, env_id: str, seed: int, steps: int, eval_every: int = 0) -> dict[str, Any]:
-    """Train one model, evaluate it deterministically, return the figures."""
+def run_one(algo: str, env_id: str, seed: int, steps: int, eval_every: int = 0, log_dir: str | None = None) -> dict[str, Any]:
+    """
+    Train one model, evaluate it deterministically, return the figures. ``log_dir``: RL Zoo's run folder
+    ``<log_dir>/<algo>/<env_id>_<seed + 1>`` gets the training env's monitor file and the curve's ``evaluations.npz``.
+    """
     import gymnasium as gym
     import torch as th
+    from run_logs import make_monitored_env, run_folder
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
     th.set_num_threads(1)
+    log_path = run_folder(log_dir, algo, env_id, seed)
+    env = make_monitored_env(env_id, log_path)  # what SB3 makes from the env id, with a monitor file
     if algo == "dqn":
         from stable_baselines3 import DQN
 
-        model: Any = DQN("MlpPolicy", env_id, seed=seed, **DQN_ZOO[env_id])
+        model: Any = DQN("MlpPolicy", env, seed=seed, **DQN_ZOO[env_id])
     else:
         from sb3_sac_ext import DiscreteSAC
 
-        model = DiscreteSAC("MlpPolicy", env_id, seed=seed, **discrete_sac_hyperparams(env_id))
-    callback = curve_callback(env_id, seed, eval_every) if eval_every else None
+        model = DiscreteSAC("MlpPolicy", env, seed=seed, **discrete_sac_hyperparams(env_id))
+    callback = curve_callback(env_id, seed, eval_every, log_path) if eval_every else None
     start = time.perf_counter()
     model.learn(steps, callback=callback)
     train_seconds = time.perf_counter() - start - (callback.eval_seconds if callback is not None else 0.0)
@@ -186,7 +190,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (0, 1, ...)")
-    parser.add_argument("--eval-every", type=int, default=0, help="Also print a learning curve (10 episodes) every N steps")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="Evaluate (10 episodes) every N steps for a learning curve (default: steps / 20 with --log-dir, else none)",
+    )
+    parser.add_argument("--log-dir", default=None, help="Write RL Zoo's run folders (sb3-sac-ext plot reads them) here")
     parser.add_argument("--first-seed", type=int, default=0, help="Run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--steps", type=int, default=None, help="Env-step budget (default: the env's, see above)")
     parser.add_argument("--algos", nargs="+", default=["discrete_sac", "dqn"], choices=["discrete_sac", "dqn"])
@@ -199,9 +209,10 @@ def main() -> None:
             print('LunarLander-v3 skipped: Box2D is not installed (pip install "gymnasium[box2d]")', flush=True)
             continue
         steps = args.steps or BUDGETS[env_id]
+        eval_every = args.eval_every if args.eval_every is not None else (max(steps // 20, 1) if args.log_dir else 0)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for algo in args.algos:
-                result = run_one(algo, env_id, seed, steps, args.eval_every)
+                result = run_one(algo, env_id, seed, steps, eval_every, args.log_dir)
                 results.append(result)
                 print(json.dumps(result), flush=True)
                 if args.out is not None:

@@ -15,7 +15,6 @@ The runs are sequential (one at a time), alternating within each seed.
 """
 
 import argparse
-import os
 import statistics
 import time
 
@@ -36,14 +35,13 @@ OURS = {
 
 
 def train_and_evaluate(run: str, env_id: str, steps: int, seed: int, eval_every: int, log_dir: str | None) -> dict:
+    from run_logs import run_folder
     from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.monitor import Monitor
 
     kwargs = ENV_KWARGS.get(env_id, {})
     # RL Zoo's layout <log dir>/<algo>/<EnvId>_<n>, which `sb3-sac-ext plot` reads: evaluations.npz and monitor files
-    log_path = f"{log_dir}/{run}/{env_id}_{seed + 1}" if log_dir else None
-    if log_path:
-        os.makedirs(log_path, exist_ok=True)
+    log_path = run_folder(log_dir, run, env_id, seed)
     env = Monitor(gym.make(env_id), filename=f"{log_path}/train" if log_path else None)
     if run == "sb3":
         from stable_baselines3 import SAC

@@ -5,6 +5,12 @@ same budget and MLP sizes, on partially observable tasks (issue 8), plus the upd
     python benchmarks/recurrent.py                                   # all envs, variants, 3 seeds (hours on a CPU)
     python benchmarks/recurrent.py --envs PendulumNoVel-v1 --seeds 0 --timesteps 20000 --variants lstm mlp
     python benchmarks/recurrent.py --speed-only                      # updates/s only
+    python benchmarks/recurrent.py --envs PendulumNoVel-v1 --no-speed --log-dir logs/recurrent
+    sb3-sac-ext plot -f logs/recurrent --env PendulumNoVel-v1 -o docs/_static/plots/recurrent_pendulum.png
+
+``--log-dir DIR``: RL Zoo's run folders ``DIR/<variant>/<EnvId>_<seed + 1>`` (variant: lstm, mlp, framestack) with the
+training env's ``0.monitor.csv`` and ``evaluations.npz`` (the evaluation every ``--eval-every`` steps, 10 episodes),
+which ``sb3-sac-ext plot`` draws.
 
 Targets: PendulumNoVel-v1 @50k: lstm >= -300 and >= framestack, mlp far below; CartPoleNoVel-v1 @100k (DiscreteSAC):
 lstm >= 400, mlp <= 100; popgym-RepeatFirstEasy-v0 @100k (whole episodes): lstm >= 0.5, mlp and framestack ~ -0.5.
@@ -20,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from run_logs import run_folder
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
@@ -73,19 +80,22 @@ def register_envs(env_id: str) -> None:
         import rl_zoo3.import_envs  # noqa: F401  (registers PendulumNoVel-v1, CartPoleNoVel-v1)
 
 
-def make_env(env_id: str, variant: str, seed: int, normalize: bool = False, training: bool = True) -> Any:
+def make_env(
+    env_id: str, variant: str, seed: int, normalize: bool = False, training: bool = True, monitor_dir: str | None = None
+) -> Any:
     """
     One env (a VecEnv, frame-stacked for the ``framestack`` variant), seeded; ``normalize``: observations normalised
-    by ``VecNormalize`` (rewards untouched; ``training=False`` for evaluation envs, whose statistics are copied in).
+    by ``VecNormalize`` (rewards untouched; ``training=False`` for evaluation envs, whose statistics are copied in);
+    ``monitor_dir``: the Monitor's file ``0.monitor.csv`` goes there (episode returns before normalisation).
     """
     register_envs(env_id)
     if variant != "framestack":
-        env = make_vec_env(env_id, n_envs=1, seed=seed)
+        env = make_vec_env(env_id, n_envs=1, seed=seed, monitor_dir=monitor_dir)
     else:
         # VecFrameStack takes Box observations: Discrete ones (RepeatFirst) become the one-hot vectors the MLP sees
         box = isinstance(gym.make(env_id).observation_space, gym.spaces.Box)
         wrapper = None if box else gym.wrappers.FlattenObservation
-        env = VecFrameStack(make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=wrapper), 4)
+        env = VecFrameStack(make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=wrapper, monitor_dir=monitor_dir), 4)
     return VecNormalize(env, norm_reward=False, training=training) if normalize else env
 
 
@@ -94,38 +104,39 @@ def saved_name(save_dir: str, env_id: str, variant: str, seed: int) -> str:
     return os.path.join(save_dir, f"{env_id}_{variant}_{seed}")
 
 
-def evaluate(model: Any, env: Any, n_episodes: int) -> tuple[float, float]:
-    """Deterministic evaluation on ``env``, with the model's observation statistics (if normalised), frozen."""
+def evaluate_episodes(model: Any, env: Any, n_episodes: int) -> tuple[list[float], list[int]]:
+    """
+    Deterministic evaluation on ``env``, with the model's observation statistics (if normalised), frozen.
+
+    :return: The episodes' returns and lengths
+    """
     train_norm = model.get_vec_normalize_env()
     if train_norm is not None:
         env.obs_rms = copy.deepcopy(train_norm.obs_rms)
         env.training = False
-    mean, std = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True)
-    return float(mean), float(std)
+    return evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
 
 
-def curve_callback(env_id: str, variant: str, seed: int, every: int, normalize: bool = False) -> Any:
+def evaluate(model: Any, env: Any, n_episodes: int) -> tuple[float, float]:
+    """Deterministic evaluation on ``env`` (see :func:`evaluate_episodes`): mean and std of the returns."""
+    returns, _ = evaluate_episodes(model, env, n_episodes)
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def curve_callback(
+    env_id: str, variant: str, seed: int, every: int, normalize: bool = False, log_path: str | None = None
+) -> Any:
     """
-    Evaluates the deterministic policy (10 episodes, on its own env) every ``every`` env steps and prints the learning
-    curve. Deterministic evaluation draws no random numbers from the model, so training is the same with or without it.
+    Evaluates the deterministic policy (10 episodes, on its own env) every ``every`` env steps, prints the learning
+    curve and writes it to ``<log_path>/evaluations.npz``. Deterministic evaluation draws no random numbers from the
+    model, so training is the same with or without it.
     """
-    from stable_baselines3.common.callbacks import BaseCallback
+    from run_logs import PeriodicEval
 
-    class Curve(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.eval_env = make_env(env_id, variant, 20_000 + seed, normalize, training=False)
-            self.points: list[tuple[int, float]] = []
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps % every == 0:
-                mean, std = evaluate(self.model, self.eval_env, 10)
-                self.points.append((self.num_timesteps, float(mean)))
-                point = f"{self.num_timesteps} steps, eval {mean:.2f} +/- {std:.2f}"
-                print(f"  {env_id} {variant} seed {seed}: {point}", flush=True)
-            return True
-
-    return Curve()
+    eval_env = make_env(env_id, variant, 20_000 + seed, normalize, training=False)
+    return PeriodicEval(
+        lambda model: evaluate_episodes(model, eval_env, 10), every, log_path, f"{env_id} {variant} seed {seed}"
+    )
 
 
 EVAL_SEED = 10_000  # env seed of the final evaluation (and of recurrent_paired.py's)
@@ -134,13 +145,17 @@ EVAL_SEED = 10_000  # env seed of the final evaluation (and of recurrent_paired.
 RNN_KEYS = ("lstm_hidden_size", "n_lstm_layers", "rnn_type", "sequence_length", "burn_in", "shared_lstm")
 
 
-def make_model(env_id: str, variant: str, seed: int, overrides: dict[str, Any] | None = None) -> Any:
+def make_model(
+    env_id: str, variant: str, seed: int, overrides: dict[str, Any] | None = None, monitor_dir: str | None = None
+) -> Any:
     """The model of one variant; ``overrides``: hyperparameters replacing the env's settings (``lstm`` keys for the
-    recurrent policy's kwargs, the rest for the algorithm), for tuning runs."""
+    recurrent policy's kwargs, the rest for the algorithm), for tuning runs; ``monitor_dir``: the training env's
+    monitor file goes there."""
     setting = SETTINGS[env_id]
     overrides = dict(overrides or {})
     lstm_overrides = {key: overrides.pop(key) for key in list(overrides) if key in RNN_KEYS}
-    env = make_env(env_id, variant, seed, bool(overrides.pop("normalize", setting.get("normalize", False))))
+    normalize = bool(overrides.pop("normalize", setting.get("normalize", False)))
+    env = make_env(env_id, variant, seed, normalize, monitor_dir=monitor_dir)
     policy, policy_kwargs = "MlpPolicy", dict(MLP)
     if variant == "lstm":
         policy, policy_kwargs = "MlpLstmPolicy", {**LSTM, **setting["lstm"], **lstm_overrides}
@@ -191,7 +206,13 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-speed", action="store_true", help="skip the update-speed table (e.g. when sharing the machine)")
-    parser.add_argument("--eval-every", type=int, default=0, help="also print a learning curve (10 episodes) every N steps")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="evaluate (10 episodes) every N steps for a learning curve (default: timesteps / 20 with --log-dir, else none)",
+    )
+    parser.add_argument("--log-dir", default=None, help="write RL Zoo's run folders (sb3-sac-ext plot reads them) here")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings (tuning runs)")
     parser.add_argument("--save-dir", default=None, help="save each trained model (and its VecNormalize statistics) here")
     parser.add_argument("--out", default=None, help="append one JSON line per learning run to this file")
@@ -210,12 +231,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for env_id in args.envs:
         timesteps = args.timesteps or SETTINGS[env_id]["timesteps"]
+        eval_every = args.eval_every if args.eval_every is not None else (max(timesteps // 20, 1) if args.log_dir else 0)
         for variant in args.variants:
             means = []
             for seed in args.seeds:
-                model = make_model(env_id, variant, seed, parse_overrides(args.set))
+                log_path = run_folder(args.log_dir, variant, env_id, seed)  # the variant is the plot's "algo"
+                model = make_model(env_id, variant, seed, parse_overrides(args.set), monitor_dir=log_path)
                 normalize = model.get_vec_normalize_env() is not None
-                curve = curve_callback(env_id, variant, seed, args.eval_every, normalize) if args.eval_every else None
+                curve = curve_callback(env_id, variant, seed, eval_every, normalize, log_path) if eval_every else None
                 start = time.perf_counter()
                 model.learn(timesteps, callback=curve)
                 elapsed = time.perf_counter() - start  # includes the curve's evaluations, if any

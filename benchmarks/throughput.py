@@ -20,6 +20,7 @@ SBX with one XLA thread keeps a second core busy too. Printed per env and thread
     python benchmarks/throughput.py                                  # Pendulum-v1, HalfCheetah-v5; 1 and 2 threads
     python benchmarks/throughput.py --envs Pendulum-v1 --threads 1 --rounds 5
     python benchmarks/throughput.py --envs CartPole-v1 --threads 1 --names "discrete eager" "discrete fp32"
+    python benchmarks/throughput.py --threads 1 --cores 0 --out speed.json    # then: sb3-sac-ext plot --speed speed.json
 """
 
 import argparse
@@ -156,7 +157,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--memory", action="store_true", help="also measure each one's peak RSS in its own process")
     parser.add_argument("--cores", nargs="+", type=int, help="CPU cores to pin to (default: the first THREADS ones)")
-    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument(
+        "--out", "--json", dest="out", help="write the results to this JSON file (after each env and thread count)"
+    )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -171,7 +174,7 @@ def main() -> None:
     import platform
 
     print(f"CPU: {_cpu_name()} | {platform.python_version()} | chunks of {args.chunk} updates, {args.rounds} rounds\n")
-    results = []
+    results: list[dict] = []
     for env_id in args.envs:
         for threads in args.threads:
             env = dict(os.environ)
@@ -192,9 +195,8 @@ def main() -> None:
                 result["peak_rss_mb"] = {name: peak_rss(name, env_id) for name in names}
             results.append(result)
             _print(result, names)
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(results, file, indent=2)
+            if args.out:  # rewritten after each run: an interrupted benchmark keeps what it measured
+                _write(args.out, results, names, args)
 
 
 def _print(result: dict, names: list[str]) -> None:
@@ -222,18 +224,71 @@ def _print(result: dict, names: list[str]) -> None:
     print(flush=True)
 
 
-def _cpu_name() -> str:
+def _write(path: str, results: list[dict], names: list[str], args: argparse.Namespace) -> None:
+    """
+    The results as one JSON object, which ``sb3-sac-ext plot --speed FILE`` draws::
+
+        {"cpu": model name, "cpu_isa": [...], "torch": version, "python": version, "base": "sb3",
+         "chunk": .., "e2e_chunk": .., "rounds": .., "results": [{"env": .., "threads": .., "cores": [..],
+         "implementations": {name: {"updates_per_s", "update_ratio", "env_steps_per_s", "e2e_ratio",
+                                    "compile_s" (null: eager), "peak_rss_mb" (with --memory)}}}]}
+
+    Rates are medians over rounds, ratios medians of the per-round ratios against ``base`` (the first name).
+    """
+    import platform
+
+    import torch as th
+
+    rows = []
+    for result in results:
+        implementations = {}
+        for name in names:
+            row = {
+                "updates_per_s": result["updates_per_s"][name],
+                "update_ratio": result["update_ratio"][name],
+                "env_steps_per_s": result["env_steps_per_s"][name],
+                "e2e_ratio": result["e2e_ratio"][name],
+                "compile_s": result["compile_s"].get(name),
+            }
+            if "peak_rss_mb" in result:
+                row["peak_rss_mb"] = result["peak_rss_mb"][name]
+            implementations[name] = row
+        rows.append(
+            {"env": result["env"], "threads": result["threads"], "cores": result["cores"], "implementations": implementations}
+        )
+    model, isa = _cpu_info()
+    data = {
+        "cpu": model,
+        "cpu_isa": isa,
+        "torch": th.__version__,
+        "python": platform.python_version(),
+        "base": names[0],
+        "chunk": args.chunk,
+        "e2e_chunk": args.e2e_chunk,
+        "rounds": args.rounds,
+        "results": rows,
+    }
+    with open(path, "w") as file:
+        json.dump(data, file, indent=2)
+
+
+def _cpu_info() -> tuple[str, list[str]]:
+    """The CPU's model name (``/proc/cpuinfo``) and which of the vector extensions that matter here it has."""
     try:
         with open("/proc/cpuinfo") as file:
             info = file.read()
         model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
         flags = next(line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags"))
-        isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-        return f"{model} ({', '.join(isa)})"
+        return model, [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     except (OSError, StopIteration):
         import platform
 
-        return platform.processor() or "unknown"
+        return platform.processor() or "unknown", []
+
+
+def _cpu_name() -> str:
+    model, isa = _cpu_info()
+    return f"{model} ({', '.join(isa)})" if isa else model
 
 
 if __name__ == "__main__":

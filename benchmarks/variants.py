@@ -7,6 +7,8 @@ training and evaluation. One run at a time. Not run for the figures yet: no resu
 
     python benchmarks/variants.py
     python benchmarks/variants.py --env Hopper-v5 --steps 100000 --seeds 0 1 --variants sac droq simba
+    python benchmarks/variants.py --log-dir logs/variants
+    sb3-sac-ext plot -f logs/variants --env Pendulum-v1 -o docs/_static/plots/variants_pendulum.png
 """
 
 import argparse
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from run_logs import Evaluations, make_monitored_env, run_folder, unrecorded
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_sac_ext import SAC
@@ -52,8 +55,28 @@ def settings(variant: str, env_id: str, steps: int) -> dict[str, Any]:
     return kwargs
 
 
-def run(variant: str, env_id: str, steps: int, seed: int, eval_every: int, episodes: int) -> dict[str, Any]:
-    model = SAC(env=env_id, seed=seed, verbose=0, **settings(variant, env_id, steps))
+def run(
+    variant: str, env_id: str, steps: int, seed: int, eval_every: int, episodes: int, log_dir: str | None = None
+) -> dict[str, Any]:
+    """
+    Train and evaluate one variant (the evaluations run on the training env, as they always did here). ``log_dir``:
+    RL Zoo's run folder ``<log_dir>/<variant>/<env_id>_<seed + 1>`` gets the training episodes' monitor file (the
+    evaluation episodes left out) and ``evaluations.npz`` with the curve and the final evaluation, one mean return per
+    evaluation (``results`` and ``ep_lengths`` of shape (evaluations, 1): the final one has twice the episodes).
+    """
+    log_path = run_folder(log_dir, variant, env_id, seed)
+    env = make_monitored_env(env_id, log_path)  # what SB3 makes from the env id, with a monitor file
+    model = SAC(env=env, seed=seed, verbose=0, **settings(variant, env_id, steps))
+    evaluations = Evaluations(log_path)
+
+    def evaluate(n_episodes: int) -> float:
+        with unrecorded(env):
+            returns, lengths = evaluate_policy(
+                model, model.get_env(), n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True
+            )
+        evaluations.add(model.num_timesteps, [float(np.mean(returns))], [round(float(np.mean(lengths)))])
+        return float(np.mean(returns))
+
     curve = []
     start = time.perf_counter()
     done = 0
@@ -62,10 +85,9 @@ def run(variant: str, env_id: str, steps: int, seed: int, eval_every: int, episo
         model.learn(chunk, reset_num_timesteps=done == 0)
         done += chunk
         if done < steps:
-            value = evaluate_policy(model, model.get_env(), n_eval_episodes=max(episodes // 2, 1), deterministic=True)[0]
-            curve.append((done, value))
+            curve.append((done, evaluate(max(episodes // 2, 1))))
     seconds = time.perf_counter() - start
-    final = evaluate_policy(model, model.get_env(), n_eval_episodes=episodes, deterministic=True)[0]
+    final = evaluate(episodes)
     return {"variant": variant, "seed": seed, "final": float(final), "curve": curve, "seconds": seconds}
 
 
@@ -78,12 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=10, help="final evaluation (half of it for the curve)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--log-dir", default=None, help="write RL Zoo's run folders (sb3-sac-ext plot reads them) here")
     args = parser.parse_args(argv)
     th.set_num_threads(args.threads)
     results: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:
         for variant in args.variants:  # one run at a time, alternating within each seed
-            result = run(variant, args.env, args.steps, seed, args.eval_every, args.eval_episodes)
+            result = run(variant, args.env, args.steps, seed, args.eval_every, args.eval_episodes, args.log_dir)
             results.setdefault(variant, []).append(result)
             curve = " ".join(f"{step}:{value:.1f}" for step, value in result["curve"])
             print(f"{variant:8s} seed {seed}: final {result['final']:.1f} in {result['seconds']:.1f} s  [{curve}]", flush=True)

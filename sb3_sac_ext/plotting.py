@@ -8,9 +8,13 @@ Runs are RL Zoo's folders ``<log folder>/<algo>/<EnvId>_<n>`` (written by ``sb3-
 RL Zoo). Evaluation returns come from ``evaluations.npz`` (``EvalCallback``), training returns from the
 ``*.monitor.csv`` files. Each algorithm gets one line: the mean over its runs (seeds) and a band of one
 standard deviation, against env steps; ``--per-run`` draws one line per run instead.
+
+``sb3-sac-ext plot --speed speed.json`` draws the training speed measured by ``benchmarks/throughput.py --out``
+instead: gradient updates/s of each implementation relative to the first one (SB3), per env and thread count.
 """
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +90,17 @@ def _plot_group(ax: Any, label: str, curves: list[tuple[np.ndarray, np.ndarray]]
     ax.fill_between(grid, mean - std, mean + std, alpha=0.25, color=line.get_color())
 
 
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SB3SacExtError("plotting needs matplotlib: pip install 'sb3-sac-ext[tune]'") from None
+    return plt
+
+
 def plot_learning_curves(
     log_folder: str,
     output: str,
@@ -105,13 +120,7 @@ def plot_learning_curves(
     :param per_run: One line per run instead of mean and spread per algorithm
     :return: The PNG path
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SB3SacExtError("plotting needs matplotlib: pip install 'sb3-sac-ext[tune]'") from None
+    plt = _pyplot()
     groups = find_runs(log_folder, env_id, algos)
     if not groups:
         raise SB3SacExtError(f"no runs found under {log_folder}" + (f" for {env_id}" if env_id else ""))
@@ -143,6 +152,69 @@ def plot_learning_curves(
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+    figure.tight_layout()
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _speed_results(results_file: str) -> tuple[dict[str, Any], list[tuple[str, dict[str, float]]]]:
+    """:return: The file's object and, per env and thread count, (group label, implementation -> ratio against the base)."""
+    path = Path(results_file)
+    if not path.is_file():
+        raise SB3SacExtError(f"speed results file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SB3SacExtError(f"{path} is not valid JSON ({e})") from None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or not results:
+        raise SB3SacExtError(f"no results in {path} (write it with benchmarks/throughput.py --out)")
+    groups = []
+    for index, result in enumerate(results):
+        try:
+            ratios = {name: float(row["update_ratio"]) for name, row in result["implementations"].items()}
+            label = f"{result['env']}\n{result['threads']} thread{'s' if result['threads'] != 1 else ''}"
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise SB3SacExtError(f"result {index} of {path} lacks a field ({e!r}): env, threads, implementations") from None
+        if ratios:
+            groups.append((label, ratios))
+    if not groups:
+        raise SB3SacExtError(f"no implementations in the results of {path}")
+    return data, groups
+
+
+def plot_speed(results_file: str, output: str) -> Path:
+    """
+    Draw the training speed that ``benchmarks/throughput.py --out`` measured into a PNG: grouped bars, one group per
+    env and thread count, one bar per implementation, each the median ratio of its gradient updates/s to the base
+    (SB3) with its value written on it, and a dashed line at 1 (as fast as the base).
+
+    :param results_file: The JSON file of ``benchmarks/throughput.py --out``
+    :param output: PNG path
+    :return: The PNG path
+    """
+    data, groups = _speed_results(results_file)
+    plt = _pyplot()
+    names = list(dict.fromkeys(name for _, ratios in groups for name in ratios))
+    width = 0.8 / len(names)
+    figure, ax = plt.subplots(figsize=(max(6.0, 1.2 + len(groups) * (0.6 + 0.55 * len(names))), 4.5))
+    for i, name in enumerate(names):
+        xs = [g + (i - (len(names) - 1) / 2) * width for g, (_, ratios) in enumerate(groups) if name in ratios]
+        heights = [ratios[name] for _, ratios in groups if name in ratios]
+        bars = ax.bar(xs, heights, width, label=name)
+        ax.bar_label(bars, labels=[f"{h:.2f}" for h in heights], padding=2, fontsize=8)
+    base = data.get("base", names[0])
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(groups)), [label for label, _ in groups])
+    ax.set_ylabel(f"Gradient updates/s (x {base})")
+    ax.set_ylim(0, max(max(ratios.values()) for _, ratios in groups) * 1.15)
+    torch_version = f", torch {data['torch']}" if data.get("torch") else ""
+    ax.set_title(f"Training speed relative to {base}\n{data.get('cpu', 'unknown CPU')}{torch_version}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
+    ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -231,3 +231,90 @@ def test_unknown_algorithm_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", "--algo", "ppo", "-f", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown algorithm 'ppo'" in err and len(err.strip().splitlines()) == 1
+
+
+def _speed_results(**overrides):
+    def row(ratio):
+        return {"updates_per_s": 100 * ratio, "update_ratio": ratio, "env_steps_per_s": 90 * ratio, "e2e_ratio": ratio}
+
+    results = [
+        {"env": env, "threads": threads, "cores": [0], "implementations": {"sb3": row(1.0), "ours fp32": row(ratio)}}
+        for env, threads, ratio in (("Pendulum-v1", 1, 2.5), ("Pendulum-v1", 2, 1.75))
+    ]
+    return {"cpu": "Test CPU 9000", "torch": "2.5.0", "base": "sb3", "results": results, **overrides}
+
+
+def test_plot_speed(tmp_path, capsys, monkeypatch):
+    """``plot --speed``: bars of the ratios, their values written on them, a line at 1, the CPU in the title."""
+    import json
+
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "speed.json"
+    path.write_text(json.dumps(_speed_results()))
+    drawn = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self), savefig(self, *a, **k))[1])
+    assert main(["plot", "--speed", str(path), "-f", "does/not/exist", "--env", "Nope-v0"]) == 0  # -f, --env unused
+    png = tmp_path / "speed.png"  # next to the JSON file by default
+    assert f"Saved plot to {png}" in capsys.readouterr().out
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 0
+    (ax,) = drawn[0].axes
+    heights = sorted(round(bar.get_height(), 3) for bar in ax.patches)
+    assert heights == [1.0, 1.0, 1.75, 2.5]
+    texts = {text.get_text() for text in ax.texts}
+    assert {"1.00", "1.75", "2.50"} <= texts
+    assert any(line.get_linestyle() == "--" and list(line.get_ydata()) == [1.0, 1.0] for line in ax.lines)
+    assert "Test CPU 9000" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sb3", "ours fp32"]
+    assert main(["plot", "--speed", str(path), "-o", str(tmp_path / "out" / "bars.png")]) == 0
+    assert (tmp_path / "out" / "bars.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ("{not json", "is not valid JSON"),
+        (_speed_results(results=[]), "no results in"),
+        ([1, 2], "no results in"),
+        (_speed_results(results=[{"env": "Pendulum-v1", "threads": 1}]), "lacks a field"),
+    ],
+)
+def test_plot_speed_errors(content, message, tmp_path, capsys):
+    import json
+
+    path = tmp_path / "speed.json"
+    if content is not None:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    assert main(["plot", "--speed", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "speed.png").exists()
+
+
+def test_discrete_benchmark_logs_are_plotted(tmp_path, monkeypatch):
+    """benchmarks/discrete.py --log-dir writes RL Zoo's run folders, which find_runs and plot read."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from sb3_sac_ext.plotting import find_runs, plot_learning_curves
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # the scripts import their sibling run_logs, as `python benchmarks/x.py` does
+    spec = importlib.util.spec_from_file_location("discrete_benchmark", folder / "discrete.py")
+    discrete = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(discrete)
+    result = discrete.run_one("discrete_sac", "CartPole-v1", 0, 300, eval_every=100, log_dir=str(tmp_path))
+    assert result["steps"] == 300
+    runs = find_runs(str(tmp_path), "CartPole-v1", None)
+    assert runs == {"discrete_sac": [tmp_path / "discrete_sac" / "CartPole-v1_1"]}
+    run = runs["discrete_sac"][0]
+    evaluations = np.load(run / "evaluations.npz")
+    assert list(evaluations["timesteps"]) == [100, 200, 300] and evaluations["results"].shape == (3, 10)
+    lengths = [int(line.split(",")[1]) for line in (run / "train.monitor.csv").read_text().splitlines()[2:]]
+    assert lengths and sum(lengths) <= 300
+    assert plot_learning_curves(str(tmp_path), str(tmp_path / "p.png"), "CartPole-v1").stat().st_size > 0
