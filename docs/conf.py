@@ -38,6 +38,7 @@ intersphinx_mapping: dict = {}  # offline: CI builds without network access
 html_theme = "sphinx_rtd_theme"
 html_title = f"sb3-sac-ext {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {"navigation_depth": 3, "collapse_navigation": False}
 
 
