@@ -5,11 +5,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from sb3_sac_ext.version import __version__  # noqa: E402
+from sb3_sac_ext.version import __version__
 
 project = "sb3-sac-ext"
 author = "sb3-sac-ext developers"
-copyright = "2026, sb3-sac-ext developers"  # noqa: A001
+copyright = "2026, sb3-sac-ext developers"
 version = release = __version__
 
 extensions = [
@@ -76,7 +76,7 @@ def _public_names(module_name: str) -> list[str]:
     ]
 
 
-def _check_api_coverage(app, env) -> None:  # noqa: ANN001
+def _check_api_coverage(app, env) -> None:
     import importlib
 
     from sphinx.util import logging
@@ -94,16 +94,12 @@ def _check_api_coverage(app, env) -> None:  # noqa: ANN001
         names = set(_public_names(module)) | wanted.get(module, set())
         module_object = importlib.import_module(module)
         # Classes, functions and what the examples import; module constants are described on the guide pages
-        names = {
-            name
-            for name in names
-            if name in wanted.get(module, set()) or callable(getattr(module_object, name, None))
-        }
+        names = {name for name in names if name in wanted.get(module, set()) or callable(getattr(module_object, name, None))}
         for name in sorted(names):
             if f"{module}.{name}" not in objects:
                 logger.warning(f"API reference: {module}.{name} is public but not documented")
 
 
-def setup(app):  # noqa: ANN001, ANN201
+def setup(app):
     app.connect("env-check-consistency", _check_api_coverage)
     return {"parallel_read_safe": True}

@@ -17,7 +17,7 @@ def _cap_learn(cls: type, steps: int) -> None:
     if getattr(original, "_docs_budget", False):
         return
 
-    def learn(self, total_timesteps, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def learn(self, total_timesteps, *args, **kwargs):
         budget = int(getattr(self, "learning_starts", 0) or 0) + steps
         return original(self, min(int(total_timesteps), budget), *args, **kwargs)
 
@@ -51,7 +51,7 @@ def install() -> None:
     original_init = tune_config.TuneConfig.__init__
     if not getattr(original_init, "_docs_budget", False):
 
-        def __init__(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, N807
+        def __init__(self, *args, **kwargs):
             original_init(self, *args, **kwargs)
             self.n_trials = min(self.n_trials, TRIALS)
 

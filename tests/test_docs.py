@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tune_helpers import postgres_url  # noqa: E402, F401  (fixture)
+from _tune_helpers import postgres_url  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
-PAGES = sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts) + [ROOT / "README.md"]
+PAGES = [*sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts), ROOT / "README.md"]
 STEPS = 128
 MARKER = "@@docs-block-done@@"
 SKIP = re.compile(r"^%\s*docs-test:\s*skip\s*\((.+)\)\s*$")
