@@ -226,6 +226,12 @@ def test_auto_compiles_long_runs_only() -> None:
         with pytest.raises(InvalidHyperparameterError, match="compile must be"):
             SAC("MlpPolicy", "Pendulum-v1", compile=value)
     assert np.isfinite(AUTO_COMPILE_MIN_UPDATES)
+    # Recurrent policies compile for longer runs only (their program takes minutes to compile)
+    recurrent = tiny_model(SAC, policy="MlpLstmPolicy", compile="auto", policy_kwargs=dict(net_arch=[8], lstm_hidden_size=8))
+    recurrent._planned_updates = AUTO_COMPILE_MIN_UPDATES
+    assert not compiled_update._wants_compiled_update(recurrent)
+    recurrent._planned_updates = compiled_update.AUTO_COMPILE_MIN_UPDATES_RECURRENT
+    assert compiled_update._wants_compiled_update(recurrent)
 
 
 def test_several_gradient_steps_sample_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,7 +273,7 @@ def test_set_params_compile_false_returns_to_the_eager_update() -> None:
 RECURRENT_ENVS = {SAC: "Pendulum-v1", DiscreteSAC: "CartPole-v1"}
 
 
-def _recurrent_twins(model_class: type, **policy_kwargs: Any) -> tuple[Any, Any, Any]:
+def _recurrent_twins(model_class: type, max_grad_norm: float | None = None, **policy_kwargs: Any) -> tuple[Any, Any, Any]:
     """An eager and a compiled recurrent model with the same weights and replay data (episodes of 12 steps)."""
     models = []
     for compile in (False, True):
@@ -275,7 +281,7 @@ def _recurrent_twins(model_class: type, **policy_kwargs: Any) -> tuple[Any, Any,
         kwargs = dict(net_arch=[16, 16], lstm_hidden_size=8, sequence_length=4, burn_in=2, **policy_kwargs)
         model = model_class(
             "MlpLstmPolicy", env, buffer_size=600, learning_starts=10_000, batch_size=32, seed=0, compile=compile,
-            policy_kwargs=kwargs,
+            policy_kwargs=kwargs, max_grad_norm=max_grad_norm,
         )  # fmt: skip
         model.learn(150)
         models.append(model)
@@ -284,12 +290,12 @@ def _recurrent_twins(model_class: type, **policy_kwargs: Any) -> tuple[Any, Any,
 
 
 @pytest.mark.parametrize("model_class", MODEL_LIST)
-@pytest.mark.parametrize(("rnn_type", "n_lstm_layers"), [("lstm", 1), ("gru", 2)])
+@pytest.mark.parametrize(("rnn_type", "n_lstm_layers", "max_grad_norm"), [("lstm", 1, None), ("gru", 2, 0.05)])
 def test_recurrent_compiled_program_matches_eager(
-    model_class: type, rnn_type: str, n_lstm_layers: int, monkeypatch: pytest.MonkeyPatch
+    model_class: type, rnn_type: str, n_lstm_layers: int, max_grad_norm: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The recurrent program (unrolls inside the losses, RNN cell loops; run without compiling) against the eager update."""
-    eager, fast, batch = _recurrent_twins(model_class, rnn_type=rnn_type, n_lstm_layers=n_lstm_layers)
+    eager, fast, batch = _recurrent_twins(model_class, max_grad_norm, rnn_type=rnn_type, n_lstm_layers=n_lstm_layers)
     assert int(batch.mask.sum()) < batch.mask.numel()  # burn-in and padding steps are left out
     for model in (eager, fast):
         model._batches.sample = lambda *args, **kw: batch

@@ -51,9 +51,10 @@ COMPILE_MODES = (True, False, "auto")
 # compile="auto" compiles when a learn() call plans at least this many gradient steps: compilation (30-60 s on a
 # slow CPU core) then costs less than the time the fast update saves
 AUTO_COMPILE_MIN_UPDATES = 5_000
-# The same for recurrent policies: their program (every RNN step unrolled, forward and backward) compiles in about
-# 3 minutes on a slow CPU core and saves about 9 ms per update (MlpLstmPolicy, LSTM 64, sequence_length 16, burn_in 8)
-AUTO_COMPILE_MIN_UPDATES_RECURRENT = 25_000
+# The same for recurrent policies: their program (every RNN step unrolled, forward and backward) compiles in 3-3.5
+# minutes on a slow CPU core and saves about 7 ms per update (MlpLstmPolicy, LSTM 64, sequence_length 16, burn_in 8;
+# benchmarks/recurrent_update_ab.py)
+AUTO_COMPILE_MIN_UPDATES_RECURRENT = 30_000
 # Optimizers whose update rule adam_step implements
 _ADAM_CLASSES = (th.optim.Adam, th.optim.AdamW)
 # The networks the losses read, by attribute of the algorithm
