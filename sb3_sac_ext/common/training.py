@@ -2,9 +2,9 @@
 The one training loop of SAC and DiscreteSAC (feed-forward and recurrent).
 
 Each gradient step: sample a :class:`TransitionBatch` (a feed-forward sample as SB3 gives it, or recurrent sequences
-turned into the same per-transition tensors by :class:`~sb3_sac_ext.common.recurrent.batch.SequenceBatches`), then
-call the algorithm's three loss methods, which apply the pure functions of ``sac/losses.py`` or
-``discrete_sac/losses.py``:
+turned into the same per-transition tensors by :meth:`~sb3_sac_ext.common.recurrent.batch.SequenceBatches.transitions`
+for the eager update; the compiled one unrolls them inside its program), then call the algorithm's three loss
+methods, which apply the pure functions of ``sac/losses.py`` or ``discrete_sac/losses.py``:
 
 - ``_critic_target(batch, ent_coef)``: the soft Bellman target (called without gradient),
 - ``_critic_loss(batch, target)``: the critics' regression loss,

@@ -5,7 +5,9 @@ turned into the per-transition :class:`~sb3_sac_ext.common.training.TransitionBa
 Each network (actor, critic, target critic) is unrolled once over ``[obs[t0], next_obs[t0..t0+T)]`` from a zero
 state; the current (step ``k``) and next (step ``k + 1``) latents of each transition are read from that one unroll,
 and only the masked steps (not burn-in, not padding) are kept. The losses then see ``B`` transitions whose inputs are
-latents instead of observations.
+latents instead of observations. The eager update does this outside the losses (:meth:`SequenceBatches.transitions`);
+the compiled update inside its program (:func:`fixed_length`, :func:`masked_latents`), where the unroll is part of the
+function whose gradient is taken.
 """
 
 from typing import Any, NamedTuple
