@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 import torch._inductor.config as inductor_config
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
@@ -22,6 +23,9 @@ import sb3_sac_ext.common.compiled_update as compiled_update
 from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.compiled_update import AUTO_COMPILE_MIN_UPDATES, CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
+from sb3_sac_ext.common.recurrent.batch import fixed_length, masked_latents
+from sb3_sac_ext.common.recurrent.layers import RNNBlock
+from sb3_sac_ext.common.recurrent.policies import unroll_current_next
 from sb3_sac_ext.common.errors import InvalidHyperparameterError, NonFiniteError
 from tests._helpers import MODEL_LIST, tiny_model
 
@@ -198,8 +202,12 @@ def test_settings_without_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "gSDE" in compiled_update.unsupported_reason(tiny_model(SAC, use_sde=True))
     sgd = tiny_model(SAC, policy_kwargs=dict(net_arch=[8], optimizer_class=th.optim.SGD))
     assert "SGD" in compiled_update.unsupported_reason(sgd)
-    recurrent = tiny_model(DiscreteSAC, policy="MlpLstmPolicy", policy_kwargs=dict(net_arch=[8], lstm_hidden_size=8))
-    assert "recurrent" in compiled_update.unsupported_reason(recurrent)
+    recurrent = dict(net_arch=[8], lstm_hidden_size=8)
+    assert compiled_update.unsupported_reason(tiny_model(DiscreteSAC, policy="MlpLstmPolicy", policy_kwargs=recurrent)) is None
+    shared = tiny_model(SAC, policy="MlpLstmPolicy", policy_kwargs=dict(**recurrent, shared_lstm=True))
+    assert "shared_lstm" in compiled_update.unsupported_reason(shared)
+    episodes = tiny_model(SAC, policy="MlpLstmPolicy", policy_kwargs=dict(**recurrent, sequence_length=None))
+    assert "whole-episode" in compiled_update.unsupported_reason(episodes)
     assert compiled_update.unsupported_reason(tiny_model(SAC)) is None
 
 
@@ -218,6 +226,12 @@ def test_auto_compiles_long_runs_only() -> None:
         with pytest.raises(InvalidHyperparameterError, match="compile must be"):
             SAC("MlpPolicy", "Pendulum-v1", compile=value)
     assert np.isfinite(AUTO_COMPILE_MIN_UPDATES)
+    # Recurrent policies compile for longer runs only (their program takes minutes to compile)
+    recurrent = tiny_model(SAC, policy="MlpLstmPolicy", compile="auto", policy_kwargs=dict(net_arch=[8], lstm_hidden_size=8))
+    recurrent._planned_updates = AUTO_COMPILE_MIN_UPDATES
+    assert not compiled_update._wants_compiled_update(recurrent)
+    recurrent._planned_updates = compiled_update.AUTO_COMPILE_MIN_UPDATES_RECURRENT
+    assert compiled_update._wants_compiled_update(recurrent)
 
 
 def test_several_gradient_steps_sample_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,3 +266,95 @@ def test_set_params_compile_false_returns_to_the_eager_update() -> None:
     model.train(gradient_steps=1, batch_size=64)
     assert model._compiled_update is None
     assert not any(module.feature_major for module in model.policy.modules() if isinstance(module, EnsembleMLP))
+
+
+# ------------------------------------------------------------------------------------------------ recurrent policies
+
+RECURRENT_ENVS = {SAC: "Pendulum-v1", DiscreteSAC: "CartPole-v1"}
+
+
+def _recurrent_twins(model_class: type, max_grad_norm: float | None = None, **policy_kwargs: Any) -> tuple[Any, Any, Any]:
+    """An eager and a compiled recurrent model with the same weights and replay data (episodes of 12 steps)."""
+    models = []
+    for compile in (False, True):
+        env = make_vec_env(RECURRENT_ENVS[model_class], n_envs=2, env_kwargs=dict(max_episode_steps=12), seed=0)
+        kwargs = dict(net_arch=[16, 16], lstm_hidden_size=8, sequence_length=4, burn_in=2, **policy_kwargs)
+        model = model_class(
+            "MlpLstmPolicy", env, buffer_size=600, learning_starts=10_000, batch_size=32, seed=0, compile=compile,
+            policy_kwargs=kwargs, max_grad_norm=max_grad_norm,
+        )  # fmt: skip
+        model.learn(150)
+        models.append(model)
+    eager, fast = models
+    return eager, fast, eager._batches.sample(eager, eager.batch_size, True)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+@pytest.mark.parametrize(("rnn_type", "n_lstm_layers", "max_grad_norm"), [("lstm", 1, None), ("gru", 2, 0.05)])
+def test_recurrent_compiled_program_matches_eager(
+    model_class: type, rnn_type: str, n_lstm_layers: int, max_grad_norm: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recurrent program (unrolls inside the losses, RNN cell loops; run without compiling) against the eager update."""
+    eager, fast, batch = _recurrent_twins(model_class, max_grad_norm, rnn_type=rnn_type, n_lstm_layers=n_lstm_layers)
+    assert int(batch.mask.sum()) < batch.mask.numel()  # burn-in and padding steps are left out
+    for model in (eager, fast):
+        model._batches.sample = lambda *args, **kw: batch
+    fast._compiled_update = CompiledUpdate.build(fast, batch, compiler=lambda fn: fn)
+    unrolled, cell_loops = RNNBlock.unrolled, []
+
+    def counted(self: RNNBlock, *args: Any) -> Any:
+        cell_loops.append(self)
+        return unrolled(self, *args)
+
+    monkeypatch.setattr(RNNBlock, "unrolled", counted)
+    rnn_before = [p.detach().clone() for p in fast.actor.rnn.parameters()]
+    for step_eager, step_fast in _step_both(eager, fast, STEPS):
+        assert step_fast.keys() == step_eager.keys()
+        assert "train/critic_rnn_grad_norm" in step_fast and "train/actor_rnn_grad_norm" in step_fast
+        for key in step_eager:
+            assert step_fast[key] == pytest.approx(step_eager[key], rel=1e-5, abs=1e-6), key
+    assert fast._compiled_update.calls == STEPS
+    _assert_close_models(eager, fast, rtol=1e-5, atol=1e-6)
+    # The gradient reached the RNN weights
+    assert not all(th.equal(a, b) for a, b in zip(fast.actor.rnn.parameters(), rnn_before))
+    # The program ran the cell loops (the actor twice: without gradient for the target, with it for its loss); acting
+    # and the eager update keep the fused RNN kernels
+    assert len(cell_loops) == STEPS * 4
+    assert not any(module.cell_loop for module in fast.policy.modules() if isinstance(module, RNNBlock))
+
+
+def test_recurrent_fixed_length_batches_read_the_same_latents() -> None:
+    """Padding the sequences (repeating the last observation) and indexing the kept steps changes no latent."""
+    eager, _, _ = _recurrent_twins(SAC)
+    buffer = eager.replay_buffer
+    env_of, start_of, _ = buffer.segments()
+    data = buffer.get_windows(env_of[:3], start_of[:3], np.array([0, 1, 2]), np.array([3, 2, 1]))
+    batch = eager._batches.sample(eager, 32, True)._replace(observations=data.observations, mask=data.mask)
+    assert batch.mask.shape[1] == 3
+    for network in (eager.actor, eager.critic):
+        expected = unroll_current_next(network, data.observations, data.mask)
+        fixed = fixed_length(batch, 6)
+        assert fixed.mask.shape == (3, 6) and fixed.observations.shape[1] == 7
+        for got, want in zip(masked_latents(network, fixed), expected):
+            th.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_recurrent_compiled_update_one_program_for_every_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile=True on a recurrent policy: compiled for real once, for batches that keep different numbers of steps."""
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    eager, fast, batch = _recurrent_twins(SAC)
+    short = batch._replace(
+        mask=batch.mask & (th.arange(batch.mask.shape[1]) < batch.mask.shape[1] - 1),
+    )
+    keep = short.mask[batch.mask]
+    short = short._replace(actions=batch.actions[keep], rewards=batch.rewards[keep], dones=batch.dones[keep])
+    th._dynamo.reset()
+    th._dynamo.utils.counters.clear()
+    for step, data in enumerate((batch, short, batch)):
+        for model in (eager, fast):
+            model._batches.sample = lambda *args, data=data, **kw: data
+            th.manual_seed(step)
+            model.train(gradient_steps=1, batch_size=32)
+    assert fast._compiled_update is not None and fast._compiled_update.calls == 3
+    assert th._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    _assert_close_models(eager, fast, rtol=1e-4, atol=1e-5)

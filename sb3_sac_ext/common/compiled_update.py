@@ -15,16 +15,23 @@ torch optimizers. Here, one gradient step of :func:`~sb3_sac_ext.common.training
 - clipping by ``max_grad_norm``, the non-finite guard (an update whose loss or gradient norm is NaN/inf changes no
   weight and no optimizer state, as fused Adam's ``found_inf`` does in the eager path) and the Polyak update.
 
+Recurrent policies (:class:`~sb3_sac_ext.common.recurrent.batch.SequenceBatch`): each loss unrolls its network
+inside the differentiated function (the gradient reaches the RNN weights), the RNNs running as cell loops
+(:meth:`~sb3_sac_ext.common.recurrent.layers.RNNBlock.unrolled`: the fused LSTM/GRU kernel's backward cannot be
+traced), over sequences padded to ``burn_in + sequence_length`` steps, the kept transitions read by an index whose
+length (varying between batches) is the program's one dynamic dimension.
+
 Learning is the same as the eager path's up to float rounding (tested in ``tests/test_compiled_update.py``); random
 numbers come from inductor's generator instead of the eager one. When a setting has no fast path
 (:func:`unsupported_reason`) or compilation fails (no C++ compiler, an op dynamo cannot trace), training stays eager,
 with one warning when the user asked for ``compile=True`` or when compilation failed.
 """
 
+import contextlib
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as th
@@ -35,6 +42,8 @@ from torch.func import functional_call, grad
 from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.entropy import temperature_loss
+from sb3_sac_ext.common.recurrent.batch import fixed_length, masked_latents
+from sb3_sac_ext.common.recurrent.layers import RNNBlock
 from sb3_sac_ext.common.simba import RunningObsNorm
 
 # The values of the ``compile`` argument
@@ -42,6 +51,10 @@ COMPILE_MODES = (True, False, "auto")
 # compile="auto" compiles when a learn() call plans at least this many gradient steps: compilation (30-60 s on a
 # slow CPU core) then costs less than the time the fast update saves
 AUTO_COMPILE_MIN_UPDATES = 5_000
+# The same for recurrent policies: their program (every RNN step unrolled, forward and backward) compiles in 3-3.5
+# minutes on a slow CPU core and saves about 7 ms per update (MlpLstmPolicy, LSTM 64, sequence_length 16, burn_in 8;
+# benchmarks/recurrent_update_ab.py)
+AUTO_COMPILE_MIN_UPDATES_RECURRENT = 30_000
 # Optimizers whose update rule adam_step implements
 _ADAM_CLASSES = (th.optim.Adam, th.optim.AdamW)
 # The networks the losses read, by attribute of the algorithm
@@ -65,7 +78,10 @@ def unsupported_reason(model: Any) -> str | None:
     :return: Why this model's update has no compiled fast path, or ``None`` when it has one
     """
     if model._is_recurrent:
-        return "recurrent policies (their batches unroll the RNNs with data-dependent masks)"
+        if model.replay_buffer is not None and model.replay_buffer.sequence_length is None:
+            return "whole-episode sequences (sequence_length=None: their length varies without bound)"
+        if getattr(model.critic, "shares_rnn", False):
+            return "shared_lstm=True (the critics read the actor's RNN without gradient)"
     if model.use_sde:
         return "gSDE (use_sde=True)"
     if model._distributed is not None:
@@ -107,8 +123,8 @@ class _Networks(nn.Module):
         for name in _NETWORKS:
             setattr(self, name, getattr(model, name))
 
-    def forward(self, method: str, *args: Any) -> Any:
-        return getattr(self._model[0], method)(*args)
+    def forward(self, method: str | Callable, *args: Any) -> Any:
+        return (method if callable(method) else getattr(self._model[0], method))(*args)
 
 
 class _AdamHyperparameters:
@@ -191,7 +207,16 @@ class CompiledUpdate:
         self.names = tuple(model._optimizer_stepper.names)
         self.hyperparameters = {name: _AdamHyperparameters(opt) for name, opt in model.optimizers.items()}
         self.coefficients = {name: th.zeros(3, device=model.device) for name in model.optimizers}
-        self._program = (compiler or _default_compiler)(self._update)
+        self._recurrent = bool(model._is_recurrent)
+        if self._recurrent:
+            # The fixed length of the unrolled sequences (burn-in included): shorter batches are padded to it
+            buffer = model.replay_buffer
+            self._sequence_steps = buffer.burn_in + buffer.sequence_length
+        if compiler is None:
+            # Recurrent: the number of kept transitions varies between batches (marked dynamic in step)
+            self._program = _default_compiler(self._update, dynamic=None if self._recurrent else False)
+        else:
+            self._program = compiler(self._update)
         #: Steps run so far (the first one compiles)
         self.calls = 0
         #: Seconds the first step took (compilation included)
@@ -210,6 +235,7 @@ class CompiledUpdate:
         """
         names = {id(p): key for key, p in _Networks(model).named_parameters(remove_duplicate=False)}
         ent_coef = model.temperature.value
+        batch = model._batches.transitions(model, batch, True)
         # The probe draws random actions: the run's random stream must not depend on whether it compiles
         with th.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
             with th.no_grad(), model._autocast():
@@ -258,8 +284,13 @@ class CompiledUpdate:
         for name, optimizer in model.optimizers.items():
             if states[name]:
                 self._coefficients(name, optimizer.param_groups[0]["lr"], states[name][0]["step"])
+        if self._recurrent:
+            batch = fixed_length(batch, self._sequence_steps)
+            # The number of kept transitions varies between batches: one program for all of them
+            for tensor in (batch.index, batch.actions, batch.rewards, batch.dones):
+                th._dynamo.maybe_mark_dynamic(tensor, 0)
         start = time.perf_counter()
-        with th.no_grad():
+        with th.no_grad(), _cell_loops(self.networks):
             logs = self._program(self.params, states, self.coefficients, batch, guard, update_actor, update_target)
         if self.calls == 0:
             self.compile_seconds = time.perf_counter() - start
@@ -302,20 +333,39 @@ class CompiledUpdate:
         temperature = model.temperature
         log_ent_coef = temperature.log_ent_coef
         ent_coef = log_ent_coef.detach().exp() if log_ent_coef is not None else temperature.ent_coef_tensor
+        sequences = batch if self._recurrent else None
+        if sequences is not None:
+            # Recurrent: each loss unrolls its network inside the differentiated function (see _transitions)
+            batch = _transitions(model, sequences, target_next=True)
         with model._autocast():
             target = model._critic_target(batch, ent_coef)
 
-        def critic_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-            loss = functional_call(networks, p, ("_critic_loss", batch, target), strict=False)
-            return loss, loss
+        def critic_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+            if sequences is None:
+                loss = functional_call(networks, p, ("_critic_loss", batch, target), strict=False)
+                # (the second output, the critics' latents of a recurrent batch, is unused: a None fails dynamo)
+                return loss, (loss, loss)
 
-        grads, logs["critic_loss"] = grad(critic_loss, has_aux=True)(params["critic"])
+            def loss_of_sequences() -> tuple[th.Tensor, th.Tensor]:
+                transitions = _transitions(model, sequences, critic=True)
+                return model._critic_loss(transitions, target), transitions.critic_obs
+
+            loss, critic_latents = functional_call(networks, p, (loss_of_sequences,), strict=False)
+            return loss, (loss, critic_latents)
+
+        grads, (logs["critic_loss"], critic_latents) = grad(critic_loss, has_aux=True)(params["critic"])
         self._apply("critic", params, grads, states, coefficients, logs, guard)
 
         if update_actor:
 
             def actor_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-                loss, log_prob = functional_call(networks, p, ("_actor_loss", batch, ent_coef), strict=False)
+                if sequences is None:
+                    loss, log_prob = functional_call(networks, p, ("_actor_loss", batch, ent_coef), strict=False)
+                else:
+                    # As the eager update: the critics read the latents of their unroll before their step
+                    loss, log_prob = functional_call(
+                        networks, p, (_recurrent_actor_loss, model, sequences, critic_latents, ent_coef), strict=False
+                    )
                 return loss, (loss, log_prob)
 
             grads, (logs["actor_loss"], log_prob) = grad(actor_loss, has_aux=True)(params["actor"])
@@ -364,6 +414,11 @@ class CompiledUpdate:
         if max_grad_norm is not None and name != "ent_coef":
             grad_list, logs[f"{name}_grad_norm"] = _clip(grad_list, max_grad_norm)
             checked.append(logs[f"{name}_grad_norm"])
+        if self._recurrent and name != "ent_coef":
+            # As SequenceBatches.after_step: the norm of the RNN's gradient after clipping
+            rnn = [g for key, g in zip(keys, grad_list) if key.startswith(f"{name}.rnn.")]
+            if rnn:
+                logs[f"{name}_rnn_grad_norm"] = th.linalg.vector_norm(th.stack([th.linalg.vector_norm(g) for g in rnn]))
         # A reduction: computed once into a buffer, not again inside every element's update
         bad = ~th.isfinite(th.stack(checked)).all()
         # The first offending network is recorded without a host sync, as OptimizerStep does
@@ -377,9 +432,61 @@ class CompiledUpdate:
         return applied
 
 
-def _default_compiler(fn: Callable) -> Callable:
-    # cpp_wrapper: the compiled graph calls its kernels from C++ instead of Python (measured +5% updates/s on CPU)
-    return th.compile(fn, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+@contextlib.contextmanager
+def _cell_loops(networks: nn.Module) -> Iterator[None]:
+    """The RNNs run as cell loops (:meth:`RNNBlock.unrolled`) in the program only: acting keeps the fused kernels."""
+    rnns = [module for module in networks.modules() if isinstance(module, RNNBlock)]
+    for rnn in rnns:
+        rnn.cell_loop = True
+    try:
+        yield
+    finally:
+        for rnn in rnns:
+            rnn.cell_loop = False
+
+
+def _transitions(model: Any, sequences: Any, target_next: bool = False, critic: bool = False) -> Any:
+    """
+    The :class:`~sb3_sac_ext.common.training.TransitionBatch` fields that one loss reads, unrolled from the sequences
+    (the other inputs are ``None``): the next latents of the actor and the target critics (``target_next``, no
+    gradient), or the current latents of the critics (``critic``, differentiated with their loss).
+    """
+    from sb3_sac_ext.common.training import TransitionBatch
+
+    actor_next = target_next_obs = critic_obs = None
+    with model._autocast():
+        if target_next:
+            actor_next = masked_latents(model.actor, sequences)[1]
+            target_next_obs = masked_latents(model.critic_target, sequences)[1]
+        if critic:
+            critic_obs = masked_latents(model.critic, sequences)[0]
+    return TransitionBatch(
+        actor_obs=None,
+        actor_next_obs=actor_next,
+        critic_obs=critic_obs,
+        critic_obs_for_actor=None,
+        target_next_obs=target_next_obs,
+        actions=sequences.actions,
+        rewards=sequences.rewards,
+        dones=sequences.dones,
+        discounts=sequences.discounts,
+    )
+
+
+def _recurrent_actor_loss(model: Any, sequences: Any, critic_latents: th.Tensor, ent_coef: th.Tensor) -> Any:
+    """The actor loss on the actor's latents, unrolled here (with gradient), and the critics' latents given."""
+    with model._autocast():
+        actor_obs = masked_latents(model.actor, sequences)[0]
+    transitions = _transitions(model, sequences)._replace(actor_obs=actor_obs, critic_obs_for_actor=critic_latents)
+    return model._actor_loss(transitions, ent_coef)
+
+
+def _default_compiler(fn: Callable, dynamic: bool | None = False) -> Callable:
+    # cpp_wrapper: the compiled graph calls its kernels from C++ instead of Python (measured +5% updates/s on CPU).
+    # allow_rnn: dynamo refuses any access to an nn.LSTM/nn.GRU by default; the program reads their weights only (the
+    # recurrent networks run RNNBlock.unrolled there), so this program alone lifts the ban
+    compiled = th.compile(fn, fullgraph=True, dynamic=dynamic, options={"cpp_wrapper": True})
+    return th._dynamo.config.patch(allow_rnn=True)(compiled)
 
 
 def _init_adam_state(optimizer: th.optim.Optimizer, param: th.Tensor) -> None:
@@ -402,7 +509,8 @@ def compiled_step(model: Any, batch: Any, update_actor: bool, update_target: boo
     One gradient step of ``model`` on the fast path, its :class:`CompiledUpdate` built at the first step that uses it.
 
     ``compile=True`` always uses it; ``"auto"`` once a ``learn()`` call plans at least ``AUTO_COMPILE_MIN_UPDATES``
-    gradient steps (or that many were done), where compilation pays for itself; ``False`` never (also after
+    (recurrent policies: ``AUTO_COMPILE_MIN_UPDATES_RECURRENT``) gradient steps (or that many were done), where
+    compilation pays for itself; ``False`` never (also after
     ``set_params(compile=False)``). Settings without a fast path, and a failed compilation, train eagerly (with one
     warning, except for an unsupported setting under ``"auto"``).
 
@@ -431,7 +539,8 @@ def compiled_step(model: Any, batch: Any, update_actor: bool, update_target: boo
 
 def _wants_compiled_update(model: Any) -> bool:
     mode = model.compile
-    if mode is False or (mode == "auto" and max(model._planned_updates, model._n_updates) < AUTO_COMPILE_MIN_UPDATES):
+    threshold = AUTO_COMPILE_MIN_UPDATES_RECURRENT if model._is_recurrent else AUTO_COMPILE_MIN_UPDATES
+    if mode is False or (mode == "auto" and max(model._planned_updates, model._n_updates) < threshold):
         return False
     reason = unsupported_reason(model)
     if reason is not None:

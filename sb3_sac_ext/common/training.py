@@ -2,9 +2,9 @@
 The one training loop of SAC and DiscreteSAC (feed-forward and recurrent).
 
 Each gradient step: sample a :class:`TransitionBatch` (a feed-forward sample as SB3 gives it, or recurrent sequences
-turned into the same per-transition tensors by :class:`~sb3_sac_ext.common.recurrent.batch.SequenceBatches`), then
-call the algorithm's three loss methods, which apply the pure functions of ``sac/losses.py`` or
-``discrete_sac/losses.py``:
+turned into the same per-transition tensors by :meth:`~sb3_sac_ext.common.recurrent.batch.SequenceBatches.transitions`
+for the eager update; the compiled one unrolls them inside its program), then call the algorithm's three loss
+methods, which apply the pure functions of ``sac/losses.py`` or ``discrete_sac/losses.py``:
 
 - ``_critic_target(batch, ent_coef)``: the soft Bellman target (called without gradient),
 - ``_critic_loss(batch, target)``: the critics' regression loss,
@@ -87,6 +87,10 @@ class FeedForwardBatches:
         obs, next_obs = data.observations, data.next_observations
         return TransitionBatch(obs, next_obs, obs, obs, next_obs, data.actions, data.rewards, data.dones, discounts)
 
+    def transitions(self, model: Any, batch: TransitionBatch, update_actor: bool) -> TransitionBatch:
+        """The batch of the eager update: a feed-forward sample as it is."""
+        return batch
+
     def after_step(self, name: str, model: Any, logs: dict[str, list[th.Tensor]]) -> None:
         """Statistics of an optimizer step that only this kind of batch has (none here)."""
 
@@ -157,6 +161,7 @@ def train(model: Any, gradient_steps: int, batch_size: int) -> None:
                 else:
                     logs[key].append(value)
             continue
+        batch = batches.transitions(model, batch, update_actor)
         if model.use_sde:
             model.actor.reset_noise()
         ent_coef = model.temperature.value

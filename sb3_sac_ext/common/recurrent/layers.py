@@ -51,6 +51,10 @@ class RNNBlock(nn.Module):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.rnn = RNN_TYPES[rnn_type](input_dim, hidden_size, num_layers=n_layers, batch_first=True)
+        #: Run the cells as tensor ops (:meth:`unrolled`) instead of the fused RNN kernel: set while the compiled
+        #: update's program runs, whose gradient transform (``torch.func.grad`` under ``torch.compile``) cannot trace
+        #: the fused kernel's backward
+        self.cell_loop = False
 
     def zero_state(self, n: int, device: th.device) -> RNNState:
         zeros = th.zeros(self.n_layers, n, self.hidden_size, device=device)
@@ -64,11 +68,43 @@ class RNNBlock(nn.Module):
         """
         if state is None:
             state = self.zero_state(x_NTF.shape[0], x_NTF.device)
+        if self.cell_loop:
+            return self.unrolled(x_NTF, state)
         if self.rnn_type == "lstm":
             out, (h, c) = self.rnn(x_NTF, (state[0].contiguous(), state[1].contiguous()))
             return out, (h, c)
         out, h = self.rnn(x_NTF, state[0].contiguous())
         return out, (h, th.zeros_like(h))
+
+    def unrolled(self, x_NTF: th.Tensor, state: RNNState) -> tuple[th.Tensor, RNNState]:
+        """
+        :meth:`forward` as a loop over the steps with PyTorch's LSTM/GRU equations on the same weights (the same
+        outputs up to float rounding): traceable by ``torch.func.grad`` under ``torch.compile``, fused there into a few
+        kernels per step.
+        """
+        rnn, hs, cs = self.rnn, [], []
+        for layer in range(self.n_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
+            b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
+            # The input projections of all steps at once
+            gates_in_NTG = th.nn.functional.linear(x_NTF, w_ih, b_ih)
+            h, c, outs = state[0][layer], state[1][layer], []
+            for t in range(x_NTF.shape[1]):
+                gates_h = th.nn.functional.linear(h, w_hh, b_hh)
+                if self.rnn_type == "lstm":
+                    i, f, g, o = (gates_in_NTG[:, t] + gates_h).chunk(4, dim=1)
+                    c = th.sigmoid(f) * c + th.sigmoid(i) * th.tanh(g)
+                    h = th.sigmoid(o) * th.tanh(c)
+                else:
+                    in_r, in_z, in_n = gates_in_NTG[:, t].chunk(3, dim=1)
+                    h_r, h_z, h_n = gates_h.chunk(3, dim=1)
+                    r, z = th.sigmoid(in_r + h_r), th.sigmoid(in_z + h_z)
+                    h = (1 - z) * th.tanh(in_n + r * h_n) + z * h
+                outs.append(h)
+            x_NTF = th.stack(outs, dim=1)
+            hs.append(h)
+            cs.append(c if self.rnn_type == "lstm" else th.zeros_like(h))
+        return x_NTF, (th.stack(hs), th.stack(cs))
 
     def step(self, x_NF: th.Tensor, state: RNNState, episode_starts_N: th.Tensor) -> tuple[th.Tensor, RNNState]:
         """
