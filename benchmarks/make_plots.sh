@@ -11,13 +11,13 @@ OUT=docs/_static/plots
 mkdir -p "$OUT"
 
 # SAC vs SB3 (docs/guide/speed.md, "Learning is unchanged")
-taskset -c 0 python benchmarks/learning.py --log-dir "$LOGS/learning"
+taskset -c 0 python benchmarks/learning.py --seeds 0 --log-dir "$LOGS/learning"
 taskset -c 0 python benchmarks/learning.py --env HalfCheetah-v5 --steps 100000 --seeds 0 --eval-every 10000 --log-dir "$LOGS/learning"
 sb3-sac-ext plot -f "$LOGS/learning" --env Pendulum-v1 -o "$OUT/learning_pendulum.png"
 sb3-sac-ext plot -f "$LOGS/learning" --env HalfCheetah-v5 -o "$OUT/learning_halfcheetah.png"
 
 # Updates/s against SB3 (docs/guide/speed.md)
-python benchmarks/throughput.py --threads 1 --cores 0 --rounds 4 --out "$LOGS/speed.json"
+python benchmarks/throughput.py --threads 1 --cores 0 --rounds 3 --out "$LOGS/speed.json"
 sb3-sac-ext plot --speed "$LOGS/speed.json" -o "$OUT/speed.png"
 
 # DiscreteSAC vs DQN (docs/guide/discrete_sac.md)
@@ -30,6 +30,6 @@ taskset -c 0 python benchmarks/variants.py --env Pendulum-v1 --steps 10000 --see
 sb3-sac-ext plot -f "$LOGS/variants" --env Pendulum-v1 -o "$OUT/variants_pendulum.png"
 
 # Recurrent vs memoryless (docs/guide/recurrent.md)
-taskset -c 0 python benchmarks/recurrent.py --envs PendulumNoVel-v1 --seeds 0 --timesteps 20000 --no-speed \
+taskset -c 0 python benchmarks/recurrent.py --envs PendulumNoVel-v1 --seeds 0 --timesteps 20000 --no-speed --set compile=True \
     --log-dir "$LOGS/recurrent"
 sb3-sac-ext plot -f "$LOGS/recurrent" --env PendulumNoVel-v1 -o "$OUT/recurrent_pendulumnovel.png"
