@@ -339,8 +339,13 @@ def test_recurrent_fixed_length_batches_read_the_same_latents() -> None:
             th.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_recurrent_compiled_update_one_program_for_every_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    """compile=True on a recurrent policy: compiled for real once, for batches that keep different numbers of steps."""
+    """
+    compile=True on a recurrent policy: compiled for real once, for batches that keep different numbers of steps.
+    Slow (``-m slow``): the cold compilation of the unrolled RNN loops takes 1.5-3.5 minutes on a small CPU; the
+    program's math is checked against eager in the default suite without compiling it.
+    """
     monkeypatch.setattr(inductor_config, "fallback_random", True)
     eager, fast, batch = _recurrent_twins(SAC)
     short = batch._replace(
