@@ -145,8 +145,8 @@ def plot_learning_curves(
         plt.close(figure)
         raise SB3SacExtError(f"no evaluations.npz or monitor files in the runs under {log_folder}")
     title = env_id or "all envs"
-    for ax, name in ((eval_ax, "Evaluation return"), (train_ax, f"Training return (moving average of {smooth} episodes)")):
-        ax.set_title(f"{title}: {name}")
+    for ax, name in ((eval_ax, "evaluation return"), (train_ax, f"training return ({smooth}-episode moving average)")):
+        ax.set_title(f"{title}: {name}", fontsize=11)
         ax.set_xlabel("Env steps")
         ax.set_ylabel("Return")
         ax.grid(alpha=0.3)
