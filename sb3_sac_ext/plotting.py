@@ -152,6 +152,11 @@ def plot_learning_curves(
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+    return _save(plt, figure, output)
+
+
+def _save(plt: Any, figure: Any, output: str) -> Path:
+    """Lay out ``figure``, write it to the PNG ``output`` (creating its folder) and close it."""
     figure.tight_layout()
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,12 +220,7 @@ def plot_speed(results_file: str, output: str) -> Path:
     ax.set_title(f"Training speed relative to {base}\n{data.get('cpu', 'unknown CPU')}{torch_version}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     ax.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, output)
 
 
 def __getattr__(name: str) -> Any:
