@@ -134,6 +134,25 @@ def test_compiled_program_bf16_matches_eager_bf16() -> None:
     _assert_close_models(eager, fast, rtol=2e-2, atol=2e-3)
 
 
+@pytest.mark.slow  # a cold compilation of SimBa's program: minutes on one core
+def test_compiled_running_statistics_match_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    SimBa's running observation statistics through the real compiler: updated by the target computation (directly),
+    by the losses (staged inside torch.func.grad, written after it) and copied to the target critic, with the 0-d
+    float64 count that a plain copy_ into would lose under torch.compile (sb3_sac_ext.common.running_stats.assign).
+    """
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    eager, fast, _ = _twins(SAC, policy="SimbaPolicy", policy_kwargs=dict(net_arch=[16]))
+    _step_both(eager, fast, 3)
+    assert fast._compiled_update is not None and fast._compiled_update.calls == 3
+    counts = {name: float(b) for name, b in fast.policy.named_buffers() if name.endswith("running_count")}
+    # actor: next and current observations of each step; critic: its loss and the actor's; target: copied
+    assert counts and all(count == 3 * 2 * fast.batch_size for count in counts.values()), counts
+    for (name, b_eager), b_fast in zip(eager.policy.named_buffers(), fast.policy.buffers()):
+        th.testing.assert_close(b_fast, b_eager, rtol=1e-6, atol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
+    _assert_close_models(eager, fast, rtol=1e-4, atol=1e-5)
+
+
 def test_adam_step_matches_torch_adam_and_skips() -> None:
     """adam_step against torch's Adam and AdamW (weight decay, maximize), and an exact skip when not ok."""
     for optimizer_class, kwargs in ((th.optim.Adam, {"weight_decay": 0.1}), (th.optim.AdamW, {"maximize": True})):

@@ -14,7 +14,6 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from sb3_sac_ext import SAC, DiscreteSAC
-from sb3_sac_ext.common import compiled_update
 from sb3_sac_ext.common.compiled_update import CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
@@ -35,13 +34,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "simba_dropout": ("SimbaPolicy", dict(net_arch=dict(pi=[16], qf=[32, 32]), dropout_rate=0.01)),
     "simbav2": ("SimbaV2Policy", dict(net_arch=dict(pi=[16], qf=[32, 32]))),
     "simbav2_flatten": ("SimbaV2Policy", dict(net_arch=[32], features_extractor_class=FlattenExtractor)),
-    # SimBa's networks without the running normalisation: the compiled update's fast path applies
+    # SimBa's networks without the running normalisation
     "simba_flatten": ("SimbaPolicy", dict(net_arch=[32], features_extractor_class=FlattenExtractor)),
 }
 
-# The variants with a fast path (the compiled update)
-COMPILED_VARIANTS = ["droq", "layer_norm", "simba_flatten", "simbav2_flatten"]
-NO_COMPILER = "no C++ compiler on this machine (torch.compile's CPU backend needs one, e.g. gcc)"
+# Every variant has a fast path (the compiled update), the running statistics included
+COMPILED_VARIANTS = list(VARIANTS)
 
 
 def variant_model(model_class: type, variant: str, **kwargs: Any) -> Any:
@@ -142,12 +140,6 @@ def test_recurrent_policy_rejects_feed_forward_options() -> None:
 # ----------------------------------------------------------------- every variant: train, compiled program, save, export
 
 
-def test_running_normalisation_has_no_fast_path() -> None:
-    model = variant_model(SAC, "simba")
-    assert "running observation normalisation" in compiled_update.unsupported_reason(model)
-    assert compiled_update.unsupported_reason(variant_model(SAC, "simba_flatten")) in (None, NO_COMPILER)
-
-
 @pytest.mark.parametrize("variant", COMPILED_VARIANTS)
 @pytest.mark.parametrize("model_class", MODEL_LIST)
 def test_compiled_program_trains(model_class: type, variant: str) -> None:
@@ -186,6 +178,46 @@ def test_compiled_program_matches_eager_without_dropout(model_class: type) -> No
     th.manual_seed(1)
     fast.train(gradient_steps=1, batch_size=32)
     for (name, p_eager), p_fast in zip(eager.critic.named_parameters(), fast.critic.parameters()):
+        th.testing.assert_close(p_fast, p_eager, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("model_class", "variant"),
+    [(SAC, "simba"), (DiscreteSAC, "simba"), (SAC, "simbav2"), (SAC, "crossq")],
+)
+def test_compiled_program_updates_running_statistics_as_eager(model_class: type, variant: str) -> None:
+    """
+    The running statistics (SimBa's observation normalisation, CrossQ's batch renormalisation) that the losses update
+    inside torch.func.grad come out of the program equal to the eager update's, and so do the parameters; the
+    program's parameter probe leaves them untouched.
+    """
+    policy, options = ("MlpPolicy", dict(batch_norm=True, renorm_warmup_steps=2)) if variant == "crossq" else VARIANTS[variant]
+    models = []
+    for _ in range(2):
+        model = tiny_model(
+            model_class, policy=policy, policy_kwargs={"net_arch": [32, 32], **options}, seed=0, learning_starts=10_000
+        )
+        model.learn(100)
+        models.append(model)
+    eager, fast = models
+    batch = eager._batches.sample(eager, 32, True)
+    for model in models:
+        model._batches.sample = lambda *args, **kwargs: batch
+    before = {name: b.clone() for name, b in fast.policy.named_buffers()}
+    fast.compile = True  # the injected program below is used (compile=False would drop it)
+    fast._compiled_update = CompiledUpdate.build(fast, batch, compiler=lambda fn: fn)
+    assert all(th.equal(b, before[name]) for name, b in fast.policy.named_buffers())
+    for step in range(4):  # past CrossQ's warm-up of 2 batches: the renormalisation corrections apply
+        for model in models:
+            th.manual_seed(step)
+            model.train(gradient_steps=1, batch_size=32)
+    assert fast._compiled_update.calls == 4
+    buffers = dict(eager.policy.named_buffers())
+    moved = [name for name, b in fast.policy.named_buffers() if not th.equal(b, before[name])]
+    assert any("running_mean" in name for name in moved) and any("running_count" in n or "steps" in n for n in moved)
+    for name, b_fast in fast.policy.named_buffers():
+        th.testing.assert_close(b_fast, buffers[name], rtol=1e-6, atol=1e-7, msg=name)
+    for (name, p_eager), p_fast in zip(eager.policy.named_parameters(), fast.policy.parameters()):
         th.testing.assert_close(p_fast, p_eager, rtol=1e-4, atol=1e-5, msg=name)
 
 

@@ -15,6 +15,8 @@ In evaluation mode ``x^ = (x - mu) / sigma``. The output is ``gamma * x^ + beta`
 import torch as th
 from torch import nn
 
+from sb3_sac_ext.common.running_stats import read, write
+
 
 class EnsembleBatchRenorm(nn.Module):
     """
@@ -64,16 +66,17 @@ class EnsembleBatchRenorm(nn.Module):
             batch_var, batch_mean = th.var_mean(x, dim=1, correction=0, keepdim=True)
             batch_std = th.sqrt(batch_var + self.eps)
             x_hat = (x - batch_mean) / batch_std
-            if int(self.steps) >= self.warmup_steps:
-                with th.no_grad():
-                    running_std = th.sqrt(self.running_var + self.eps)
-                    r = (batch_std / running_std).clamp(1.0 / self.r_max, self.r_max)
-                    d = ((batch_mean - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
-                x_hat = x_hat * r + d
+            running_mean, running_var, steps = read(self.running_mean), read(self.running_var), read(self.steps)
             with th.no_grad():
-                self.running_mean.lerp_(batch_mean.detach(), 1.0 - self.momentum)
-                self.running_var.lerp_(batch_var.detach(), 1.0 - self.momentum)
-                self.steps.add_(1)
+                # The corrections after the warm-up, the identity (r = 1, d = 0) during it: no host sync on steps
+                renorm = steps >= self.warmup_steps
+                running_std = th.sqrt(running_var + self.eps)
+                r = th.where(renorm, (batch_std / running_std).clamp(1.0 / self.r_max, self.r_max), 1.0)
+                d = th.where(renorm, ((batch_mean - running_mean) / running_std).clamp(-self.d_max, self.d_max), 0.0)
+            x_hat = x_hat * r + d
+            write(self.running_mean, th.lerp(running_mean, batch_mean.detach(), 1.0 - self.momentum))
+            write(self.running_var, th.lerp(running_var, batch_var.detach(), 1.0 - self.momentum))
+            write(self.steps, steps + 1)
         else:
             x_hat = (x - self.running_mean) * th.rsqrt(self.running_var + self.eps)
         weight, bias = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)

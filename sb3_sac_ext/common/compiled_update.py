@@ -39,12 +39,11 @@ from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from torch import nn
 from torch.func import functional_call, grad
 
-from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.entropy import temperature_loss
 from sb3_sac_ext.common.recurrent.batch import fixed_length, masked_latents
 from sb3_sac_ext.common.recurrent.layers import RNNBlock
-from sb3_sac_ext.common.simba import RunningObsNorm
+from sb3_sac_ext.common.running_stats import Stage
 
 # The values of the ``compile`` argument
 COMPILE_MODES = (True, False, "auto")
@@ -94,18 +93,6 @@ def unsupported_reason(model: Any) -> str | None:
                 return f"the {name} optimizer's amsgrad/differentiable options"
             if isinstance(group["lr"], th.Tensor) or isinstance(group["betas"][0], th.Tensor):
                 return f"the {name} optimizer's tensor learning rate or betas"
-    for name in _NETWORKS:
-        if any(isinstance(module, EnsembleBatchRenorm) for module in getattr(model, name).modules()):
-            return (
-                "batch renormalisation (batch_norm=True, CrossQ) updates its running statistics inside the losses, "
-                "which torch.func.grad cannot trace"
-            )
-        if any(isinstance(module, RunningObsNorm) for module in getattr(model, name).modules()):
-            return (
-                "running observation normalisation (RunningNormExtractor, SimbaPolicy's default) updates its statistics "
-                "inside the losses, which torch.func.grad cannot trace; features_extractor_class=FlattenExtractor (or "
-                "VecNormalize) has a fast path"
-            )
     if model.device.type == "cpu" and shutil.which("g++") is None and shutil.which("c++") is None:
         return "no C++ compiler on this machine (torch.compile's CPU backend needs one, e.g. gcc)"
     return None
@@ -237,7 +224,8 @@ class CompiledUpdate:
         ent_coef = model.temperature.value
         batch = model._batches.transitions(model, batch, True)
         # The probe draws random actions: the run's random stream must not depend on whether it compiles
-        with th.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        # (and the running statistics it would update are staged, then dropped)
+        with th.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []), Stage():
             with th.no_grad(), model._autocast():
                 target = model._critic_target(batch, ent_coef)
             losses = {"critic": model._critic_loss(batch, target), "actor": model._actor_loss(batch, ent_coef)[0]}
@@ -340,35 +328,43 @@ class CompiledUpdate:
         with model._autocast():
             target = model._critic_target(batch, ent_coef)
 
-        def critic_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-            if sequences is None:
-                loss = functional_call(networks, p, ("_critic_loss", batch, target), strict=False)
-                # (the second output, the critics' latents of a recurrent batch, is unused: a None fails dynamo)
-                return loss, (loss, loss)
+        # The running statistics (batch renormalisation, observation normalisation) that a differentiated loss updates
+        # come out with its gradient and are written after it (see running_stats)
+        stage = Stage()
 
-            def loss_of_sequences() -> tuple[th.Tensor, th.Tensor]:
-                transitions = _transitions(model, sequences, critic=True)
-                return model._critic_loss(transitions, target), transitions.critic_obs
+        def critic_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor, list[th.Tensor]]]:
+            with stage:
+                if sequences is None:
+                    loss = functional_call(networks, p, ("_critic_loss", batch, target), strict=False)
+                    # (the second output, the critics' latents of a recurrent batch, is unused: a None fails dynamo)
+                    return loss, (loss, loss, stage.values)
 
-            loss, critic_latents = functional_call(networks, p, (loss_of_sequences,), strict=False)
-            return loss, (loss, critic_latents)
+                def loss_of_sequences() -> tuple[th.Tensor, th.Tensor]:
+                    transitions = _transitions(model, sequences, critic=True)
+                    return model._critic_loss(transitions, target), transitions.critic_obs
 
-        grads, (logs["critic_loss"], critic_latents) = grad(critic_loss, has_aux=True)(params["critic"])
+                loss, critic_latents = functional_call(networks, p, (loss_of_sequences,), strict=False)
+                return loss, (loss, critic_latents, stage.values)
+
+        grads, (logs["critic_loss"], critic_latents, statistics) = grad(critic_loss, has_aux=True)(params["critic"])
+        stage.commit(statistics)
         self._apply("critic", params, grads, states, coefficients, logs, guard)
 
         if update_actor:
 
-            def actor_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-                if sequences is None:
-                    loss, log_prob = functional_call(networks, p, ("_actor_loss", batch, ent_coef), strict=False)
-                else:
-                    # As the eager update: the critics read the latents of their unroll before their step
-                    loss, log_prob = functional_call(
-                        networks, p, (_recurrent_actor_loss, model, sequences, critic_latents, ent_coef), strict=False
-                    )
-                return loss, (loss, log_prob)
+            def actor_loss(p: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor, list[th.Tensor]]]:
+                with stage:
+                    if sequences is None:
+                        loss, log_prob = functional_call(networks, p, ("_actor_loss", batch, ent_coef), strict=False)
+                    else:
+                        # As the eager update: the critics read the latents of their unroll before their step
+                        loss, log_prob = functional_call(
+                            networks, p, (_recurrent_actor_loss, model, sequences, critic_latents, ent_coef), strict=False
+                        )
+                    return loss, (loss, log_prob, stage.values)
 
-            grads, (logs["actor_loss"], log_prob) = grad(actor_loss, has_aux=True)(params["actor"])
+            grads, (logs["actor_loss"], log_prob, statistics) = grad(actor_loss, has_aux=True)(params["actor"])
+            stage.commit(statistics)
             # As in the eager path, the temperature's step shares the actor's guard decision
             ok = self._apply("actor", params, grads, states, coefficients, logs, guard)
             if log_ent_coef is not None:
@@ -383,10 +379,7 @@ class CompiledUpdate:
         logs["ent_coef"] = ent_coef
 
         if update_target:
-            targets, onlines = list(model.critic_target.parameters()), list(model.critic.parameters())
-            th._foreach_lerp_(targets, onlines, model.tau)
-            for stat, target_stat in zip(model.batch_norm_stats, model.batch_norm_stats_target):
-                target_stat.copy_(stat)
+            model._update_target()
         return logs
 
     def _apply(

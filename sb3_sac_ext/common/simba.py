@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.running_stats import read, write
 
 #: Width of the inverted bottleneck relative to the block's width (SimBa, Section 4.2)
 SCALE_FACTOR = 4
@@ -74,17 +75,17 @@ class RunningObsNorm(nn.Module):
         x = x.detach().to(th.float64)
         n = x.shape[0]
         batch_var, batch_mean = th.var_mean(x, dim=0, correction=0)
-        count = self.running_count
+        mean, var, count = read(self.running_mean), read(self.running_var), read(self.running_count)
         total = count + n
-        delta = batch_mean - self.running_mean
-        self.running_mean.add_(delta * (n / total))
-        self.running_var.copy_((self.running_var * count + batch_var * n + delta.square() * (count * n / total)) / total)
-        self.running_count.copy_(total)
+        delta = batch_mean - mean
+        write(self.running_mean, mean + delta * (n / total))
+        write(self.running_var, (var * count + batch_var * n + delta.square() * (count * n / total)) / total)
+        write(self.running_count, total)
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         if self.training:
             self.update(x)
-        mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+        mean, var = read(self.running_mean).to(x.dtype), read(self.running_var).to(x.dtype)
         return (x - mean) * th.rsqrt(var + self.epsilon)
 
 

@@ -19,7 +19,7 @@ from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from sb3_sac_ext.common.entropy import EntropyTemperature
 from sb3_sac_ext.common.errors import CorruptedFileError, DistributedSettingsError, InvalidHyperparameterError
-from sb3_sac_ext.common import distributed, persistence, training, validation
+from sb3_sac_ext.common import distributed, persistence, running_stats, training, validation
 from sb3_sac_ext.common.compiled_update import CompiledUpdate, check_compile_arg, compiled_step, estimate_updates
 from sb3_sac_ext.common.estimator import EstimatorMixin
 from sb3_sac_ext.common.export import export_policy
@@ -230,7 +230,7 @@ class SoftOffPolicyMixin(EstimatorMixin):
         with th.no_grad():
             th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
             for stat, target_stat in zip(self.batch_norm_stats, self.batch_norm_stats_target):
-                target_stat.copy_(stat)
+                running_stats.assign(target_stat, stat)
 
     @property
     def optimizers(self) -> dict[str, th.optim.Optimizer]:
