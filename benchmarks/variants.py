@@ -3,11 +3,14 @@ Network variants against plain SAC with the same env-step budget: DroQ, SimBa, S
 each with the settings of its preset (``hyperparams/sac_<variant>.yml``) where the env has one, else the variant's
 options on top of plain SAC's entry. Reports the evaluation return every ``--eval-every`` env steps (half of
 ``--eval-episodes`` deterministic episodes), the final return (``--eval-episodes``, 10) and the wall-clock time of
-training and evaluation. One run at a time. Not run for the figures yet: no result is recorded here.
+training and evaluation. One run at a time. ``--critic-width``, ``--gradient-steps`` and ``--learning-starts`` scale
+the presets (written for a GPU: 512-2048-wide critics, up to 20 updates per env step) to what a small CPU can run.
 
     python benchmarks/variants.py
     python benchmarks/variants.py --env Hopper-v5 --steps 100000 --seeds 0 1 --variants sac droq simba
     python benchmarks/variants.py --log-dir logs/variants
+    python benchmarks/variants.py --env Hopper-v5 --steps 50000 --seeds 0 --variants sac crossq simba droq \
+        --critic-width 256 --gradient-steps 1 --learning-starts 5000 --eval-every 10000
     sb3-sac-ext plot -f logs/variants --env Pendulum-v1 -o docs/_static/plots/variants_pendulum.png
 """
 
@@ -40,8 +43,22 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def settings(variant: str, env_id: str, steps: int) -> dict[str, Any]:
-    """The constructor arguments of ``variant`` on ``env_id`` (the budget is the benchmark's, not the preset's)."""
+def settings(
+    variant: str,
+    env_id: str,
+    steps: int,
+    critic_width: int | None = None,
+    gradient_steps: int | None = None,
+    learning_starts: int | None = None,
+) -> dict[str, Any]:
+    """
+    The constructor arguments of ``variant`` on ``env_id`` (the budget is the benchmark's, not the preset's).
+
+    :param critic_width: Every critic layer (SimBa: residual block) this wide, their number kept; default: the preset's
+    :param gradient_steps: Updates per env step (DroQ's ``policy_delay`` the same, as in its preset); default: the
+        preset's
+    :param learning_starts: The same for every variant; default: the preset's (at most a tenth of ``steps``)
+    """
     stem, options = VARIANTS[variant]
     try:
         kwargs, _ = prepare_model_kwargs(get_hyperparams(stem, env_id, HYPERPARAMS / f"{stem}.yml"))
@@ -49,14 +66,35 @@ def settings(variant: str, env_id: str, steps: int) -> dict[str, Any]:
         kwargs, _ = prepare_model_kwargs(get_hyperparams("sac", env_id, HYPERPARAMS / "sac.yml"))
         kwargs = {**kwargs, **{key: value for key, value in options.items() if key != "policy_kwargs"}}
         kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **options.get("policy_kwargs", {})}
+    if critic_width is not None:
+        net_arch = kwargs.get("policy_kwargs", {}).get("net_arch", [256, 256])
+        layers = net_arch if isinstance(net_arch, list) else net_arch["qf"]
+        actor = [256, 256] if isinstance(net_arch, list) else net_arch["pi"]
+        kwargs["policy_kwargs"] = {
+            **kwargs.get("policy_kwargs", {}),
+            "net_arch": {"pi": actor, "qf": [critic_width] * len(layers)},
+        }
+    if gradient_steps is not None:
+        kwargs["gradient_steps"] = gradient_steps
+        if variant == "droq":
+            kwargs["policy_delay"] = gradient_steps
     if variant == "resets":
         kwargs["param_resets"] = [steps // 2]  # one reset halfway (Nikishin et al. reset periodically)
     kwargs["learning_starts"] = min(int(kwargs.get("learning_starts", 100)), max(steps // 10, 1))
+    if learning_starts is not None:
+        kwargs["learning_starts"] = learning_starts
     return kwargs
 
 
 def run(
-    variant: str, env_id: str, steps: int, seed: int, eval_every: int, episodes: int, log_dir: str | None = None
+    variant: str,
+    env_id: str,
+    steps: int,
+    seed: int,
+    eval_every: int,
+    episodes: int,
+    log_dir: str | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """
     Train and evaluate one variant (the evaluations run on the training env, as they always did here). ``log_dir``:
@@ -66,7 +104,7 @@ def run(
     """
     log_path = run_folder(log_dir, variant, env_id, seed)
     env = make_monitored_env(env_id, log_path)  # what SB3 makes from the env id, with a monitor file
-    model = SAC(env=env, seed=seed, verbose=0, **settings(variant, env_id, steps))
+    model = SAC(env=env, seed=seed, verbose=0, **settings(variant, env_id, steps, **overrides))
     evaluations = Evaluations(log_path)
 
     def evaluate(n_episodes: int) -> float:
@@ -101,12 +139,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="final evaluation (half of it for the curve)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log-dir", default=None, help="write RL Zoo's run folders (sb3-sac-ext plot reads them) here")
+    parser.add_argument("--critic-width", type=int, help="every critic layer/block this wide (default: the presets')")
+    parser.add_argument("--gradient-steps", type=int, help="updates per env step (default: the presets')")
+    parser.add_argument("--learning-starts", type=int, help="the same for every variant (default: the presets')")
     args = parser.parse_args(argv)
+    overrides = {
+        "critic_width": args.critic_width,
+        "gradient_steps": args.gradient_steps,
+        "learning_starts": args.learning_starts,
+    }
     th.set_num_threads(args.threads)
     results: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:
         for variant in args.variants:  # one run at a time, alternating within each seed
-            result = run(variant, args.env, args.steps, seed, args.eval_every, args.eval_episodes, args.log_dir)
+            result = run(variant, args.env, args.steps, seed, args.eval_every, args.eval_episodes, args.log_dir, **overrides)
             results.setdefault(variant, []).append(result)
             curve = " ".join(f"{step}:{value:.1f}" for step, value in result["curve"])
             print(f"{variant:8s} seed {seed}: final {result['final']:.1f} in {result['seconds']:.1f} s  [{curve}]", flush=True)

@@ -12,6 +12,8 @@ torch optimizers. Here, one gradient step of :func:`~sb3_sac_ext.common.training
   ``torch.func.functional_call`` (no ``.backward()``, which would split the graph);
 - Adam/AdamW (:func:`adam_step`) as tensor ops on the torch optimizers' own state (``exp_avg``, ``exp_avg_sq``,
   ``step``): saving, loading and the eager path see one optimizer state;
+- the running statistics that a loss updates (SimBa's observation normalisation, CrossQ's batch renormalisation):
+  staged inside the differentiated function, written right after it (:mod:`~sb3_sac_ext.common.running_stats`);
 - clipping by ``max_grad_norm``, the non-finite guard (an update whose loss or gradient norm is NaN/inf changes no
   weight and no optimizer state, as fused Adam's ``found_inf`` does in the eager path) and the Polyak update.
 
@@ -52,7 +54,7 @@ COMPILE_MODES = (True, False, "auto")
 AUTO_COMPILE_MIN_UPDATES = 5_000
 # The same for recurrent policies: their program (every RNN step unrolled, forward and backward) compiles in 3-3.5
 # minutes on a slow CPU core and saves about 7 ms per update (MlpLstmPolicy, LSTM 64, sequence_length 16, burn_in 8;
-# benchmarks/recurrent_update_ab.py)
+# benchmarks/compiled_ab.py)
 AUTO_COMPILE_MIN_UPDATES_RECURRENT = 30_000
 # Optimizers whose update rule adam_step implements
 _ADAM_CLASSES = (th.optim.Adam, th.optim.AdamW)
