@@ -186,7 +186,10 @@ def test_sigterm_during_learn_leaves_a_checkpoint(tmp_path):
             "-c",
             PRELUDE
             + textwrap.dedent(f"""
-            model = SAC("MlpPolicy", PointEnv(), **{TINY})
+            # Eager updates: learn(1_000_000) would compile the update (compile="auto") before the first checkpoint,
+            # 10+ s that say nothing about signals (test_checkpoint_of_a_model_with_a_compiled_program checks that a
+            # checkpoint leaves the compiled program out)
+            model = SAC("MlpPolicy", PointEnv(), compile=False, **{TINY})
             callback = persistence.SafeCheckpointCallback(save_freq=50, save_path={str(tmp_path)!r}, keep_last=2)
             model.learn(1_000_000, callback=callback)
             print("interrupted", callback.interrupted, model.num_timesteps, flush=True)
