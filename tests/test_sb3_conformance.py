@@ -53,24 +53,24 @@ SB3_TEST_FILES = [
     "test_gae.py",
 ]
 
-# What each file's selection costs with ours (CPU seconds, measured with SB3 2.9.2 on one core; any other file counts
+# What each file's selection costs with ours (seconds: SB3 2.9.2, one process on a shared core; any other file counts
 # 10 s): only used to split the files over the two pytest processes so that both finish together
 SB3_FILE_SECONDS = {
-    "test_dict_env.py": 75,
-    "test_cnn.py": 60,
-    "test_identity.py": 55,
-    "test_spaces.py": 45,
-    "test_save_load.py": 37,
-    "test_her.py": 35,
-    "test_deterministic.py": 16,
-    "test_run.py": 10,
+    "test_dict_env.py": 99,
+    "test_cnn.py": 67,
+    "test_identity.py": 58,
+    "test_her.py": 49,
+    "test_spaces.py": 48,
+    "test_save_load.py": 36,
+    "test_deterministic.py": 15,
+    "test_gae.py": 14,
     "test_sde.py": 9,
-    "test_gae.py": 8,
-    "test_callbacks.py": 8,
-    "test_custom_policy.py": 6,
+    "test_custom_policy.py": 7,
+    "test_run.py": 6,
     "test_train_eval_mode.py": 5,
+    "test_callbacks.py": 5,
     "test_predict.py": 4,
-    "test_tensorboard.py": 1,
+    "test_tensorboard.py": 3,
     "test_vec_normalize.py": 1,
     "test_n_step_replay.py": 1,
 }
