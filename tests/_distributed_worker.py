@@ -174,7 +174,7 @@ class RaisingEnv(gym.Wrapper):
 
 
 def crash(out: str, algo: str) -> dict:
-    """Rank 1's env raises; with ``crash:linger``, rank 1's process lives on 20 s after the error (only the abort of
+    """Rank 1's env raises; with ``crash:linger``, rank 1's process lives on 8 s after the error (only the abort of
     the group can then end rank 0's collective before that)."""
     env = gym.make("Pendulum-v1")
     if RANK == 1:
@@ -186,7 +186,7 @@ def crash(out: str, algo: str) -> dict:
         model.learn(100_000)
     except Exception:
         if algo == "linger" and RANK == 1:
-            time.sleep(20.0)
+            time.sleep(8.0)
         raise
     return {}
 
@@ -325,10 +325,11 @@ def vecnormalize(out: str, algo: str) -> dict:
 
 
 def hang(out: str, algo: str) -> dict:
-    """Rank 1's env stops answering for 35 s: rank 0's collective times out (SB3_SAC_EXT_DIST_TIMEOUT) and raises."""
+    """Rank 1's env stops answering for 14 s: rank 0's collective times out (SB3_SAC_EXT_DIST_TIMEOUT, 5 s in the
+    test) and raises."""
     env = gym.make("Pendulum-v1")
     if RANK == 1:
-        env = SleepingEnv(env, at=100, seconds=35.0)
+        env = SleepingEnv(env, at=100, seconds=14.0)
     model = SAC(
         "MlpPolicy", env, learning_starts=50, batch_size=16, seed=0, device="cpu", precision="fp32", policy_kwargs=SMALL
     )

@@ -10,17 +10,20 @@ program without compiling it (the identity compiler) to keep the suite short.
 
 import copy
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 import torch._inductor.config as inductor_config
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 import sb3_sac_ext.common.compiled_update as compiled_update
 from sb3_sac_ext import SAC, DiscreteSAC
+from sb3_sac_ext.common import persistence
 from sb3_sac_ext.common.compiled_update import AUTO_COMPILE_MIN_UPDATES, CompiledUpdate
 from sb3_sac_ext.common.ensemble import EnsembleMLP
 from sb3_sac_ext.common.recurrent.batch import fixed_length, masked_latents
@@ -285,6 +288,29 @@ def test_set_params_compile_false_returns_to_the_eager_update() -> None:
     model.train(gradient_steps=1, batch_size=64)
     assert model._compiled_update is None
     assert not any(module.feature_major for module in model.policy.modules() if isinstance(module, EnsembleMLP))
+
+
+def test_checkpoint_of_a_model_with_a_compiled_program(tmp_path: Path) -> None:
+    """A checkpoint (and save) leaves the compiled program out; the loaded model builds its own and trains on."""
+    model = tiny_model(SAC, compile=True, learning_starts=10_000, seed=0)
+    model.learn(100)
+    model._compiled_update = CompiledUpdate.build(model, model._batches.sample(model, 64, True), compiler=lambda fn: fn)
+    model.train(gradient_steps=1, batch_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # left out on purpose, not skipped with a warning as data that cannot be stored
+        folder = persistence.save_checkpoint(model, tmp_path / "ckpt")
+        model.save(tmp_path / "model.zip")
+    assert model._compiled_update is not None and model._compiled_update.calls == 1  # the saved model keeps its own
+    resumed = persistence.load_checkpoint(folder)
+    for loaded in (resumed, SAC.load(tmp_path / "model.zip")):
+        assert loaded._compiled_update is None and loaded.compile is True
+        for (name, p_saved), p_loaded in zip(model.policy.named_parameters(), loaded.policy.parameters()):
+            assert th.equal(p_saved, p_loaded), name
+    batch = resumed._batches.sample(resumed, 64, True)
+    resumed._compiled_update = CompiledUpdate.build(resumed, batch, compiler=lambda fn: fn)
+    resumed.set_logger(Logger(None, []))
+    resumed.train(gradient_steps=1, batch_size=64)
+    assert resumed._compiled_update.calls == 1 and resumed._n_updates == model._n_updates + 1
 
 
 # ------------------------------------------------------------------------------------------------ recurrent policies

@@ -45,14 +45,9 @@ def _rank_env(rank: int, world_size: int, port: int, collective_timeout: float) 
     return env
 
 
-def run_ranks(scenarios: str, out: Path, world_size: int = 2, timeout: float = 60.0, collective_timeout: float = 30.0):
-    """
-    Start ``world_size`` ranks running ``scenarios``; kill them at ``timeout``.
-
-    :return: ``([rank results: {scenario: result}], [exit codes])``
-    """
+def start_ranks(scenarios: str, out: Path, world_size: int = 2, collective_timeout: float = 30.0) -> dict:
+    """Start ``world_size`` ranks running ``scenarios`` (see :func:`finish_ranks`)."""
     port = _free_port()
-    start = time.monotonic()
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), scenarios, str(out)],
@@ -63,20 +58,39 @@ def run_ranks(scenarios: str, out: Path, world_size: int = 2, timeout: float = 6
         )
         for rank in range(world_size)
     ]
+    return {"scenarios": scenarios, "out": out, "procs": procs, "start": time.monotonic()}
+
+
+def finish_ranks(job: dict, timeout: float = 60.0):
+    """
+    Wait for the ranks of a job from :func:`start_ranks`; kill them ``timeout`` seconds after their start.
+
+    :return: ``([rank results: {scenario: result}], [exit codes])``
+    """
+    procs, out = job["procs"], job["out"]
     logs = []
     try:
         for proc in procs:
-            logs.append(proc.communicate(timeout=max(timeout - (time.monotonic() - start), 1.0))[0])
+            logs.append(proc.communicate(timeout=max(timeout - (time.monotonic() - job["start"]), 1.0))[0])
     except subprocess.TimeoutExpired:
         for proc in procs:
             proc.kill()
-        pytest.fail(f"{scenarios}: the ranks did not finish within {timeout} s (hang)")
+        pytest.fail(f"{job['scenarios']}: the ranks did not finish within {timeout} s (hang)")
     results = []
-    for rank in range(world_size):
+    for rank in range(len(procs)):
         path = out / f"rank{rank}.json"
         assert path.is_file(), f"rank {rank} wrote no result; its output:\n{logs[rank][-3000:]}"
         results.append(json.loads(path.read_text()))
     return results, [proc.returncode for proc in procs]
+
+
+def run_ranks(scenarios: str, out: Path, world_size: int = 2, timeout: float = 60.0, collective_timeout: float = 30.0):
+    """
+    Start ``world_size`` ranks running ``scenarios``; kill them at ``timeout``.
+
+    :return: ``([rank results: {scenario: result}], [exit codes])``
+    """
+    return finish_ranks(start_ranks(scenarios, out, world_size, collective_timeout), timeout)
 
 
 # ---------------------------------------------------------------------- single process
@@ -228,27 +242,45 @@ def test_one_rank_raising_ends_the_job(two_ranks):
     assert zero["seconds"] < 30.0  # the peer failed at once, well before the collective timeout (60 s)
 
 
+@pytest.fixture(scope="module")
+def failing_jobs(tmp_path_factory):
+    """
+    The two jobs that end in an error, started together: each spends most of its time waiting (a rank that lingers
+    after its error, a rank asleep), so the two run side by side in the time of the longer one.
+    """
+    jobs = {
+        "crash:linger": start_ranks("crash:linger", tmp_path_factory.mktemp("linger"), collective_timeout=60.0),
+        "hang": start_ranks("hang", tmp_path_factory.mktemp("hang"), collective_timeout=5.0),
+    }
+    yield jobs
+    for job in jobs.values():
+        for proc in job["procs"]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
 @pytest.mark.timeout(120)
-def test_raising_rank_aborts_the_group_it_formed(tmp_path):
+def test_raising_rank_aborts_the_group_it_formed(failing_jobs):
     # The model formed the group (first in its process): rank 1 aborts it when its env raises, so rank 0's collective
-    # fails at once although rank 1's process lives on for 20 s
-    results, codes = run_ranks("crash:linger", tmp_path, timeout=110.0, collective_timeout=60.0)
+    # fails at once although rank 1's process lives on for 8 s (and the collective timeout is 60 s)
+    results, codes = finish_ranks(failing_jobs["crash:linger"], timeout=110.0)
     assert codes == [1, 1], results
     zero, one = (result["crash:linger"] for result in results)
     assert one["error"] == "env exploded on rank 1" and not one["group"]
     assert zero["type"] == "DistributedError" and "rank 0/2" in zero["error"], zero
-    assert zero["seconds"] < one["seconds"] - 10.0
+    assert zero["seconds"] < one["seconds"] - 5.0  # rank 0 ended while rank 1's process still lived
 
 
 @pytest.mark.timeout(120)
-def test_silent_rank_ends_the_job_at_the_timeout(tmp_path):
-    # Rank 1's env sleeps 35 s: rank 0's collective gives up at the 12 s timeout, without waiting for rank 1
-    results, codes = run_ranks("hang", tmp_path, timeout=110.0, collective_timeout=12.0)
+def test_silent_rank_ends_the_job_at_the_timeout(failing_jobs):
+    # Rank 1's env sleeps 14 s: rank 0's collective gives up at the 5 s timeout, without waiting for rank 1
+    results, codes = finish_ranks(failing_jobs["hang"], timeout=110.0)
     assert codes == [1, 1], results
     zero, one = (result["hang"] for result in results)
     assert zero["type"] == one["type"] == "DistributedError", results
-    assert "rank 0/2" in zero["error"] and "within the timeout (12 s" in zero["error"]
-    assert zero["seconds"] < one["seconds"] - 10.0  # rank 0 ended while rank 1 was still asleep
+    assert "rank 0/2" in zero["error"] and "within the timeout (5 s" in zero["error"]
+    assert zero["seconds"] < one["seconds"] - 5.0  # rank 0 ended while rank 1 was still asleep (9 s before it woke)
     assert not zero["group"] and not one["group"]  # the models formed the group, and aborted it on the error
 
 

@@ -99,23 +99,50 @@ def test_sigkill_while_overwriting_keeps_previous_file(cls, tmp_path):
     assert all(p.name.startswith(".model.zip.") for p in tmp_path.iterdir() if p.name not in ("model.zip", "writing"))
 
 
-@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-def test_resume_in_new_process_is_identical(cls, tmp_path):
-    n, m = 100, 60
-    discrete = cls is not SAC
-    first = run_child(f"""
-        model = {cls.__name__}("MlpPolicy", PointEnv(discrete={discrete}), **{TINY})
+RESUME_STEPS = 100, 60  # steps before the checkpoint, steps after it
+
+
+@pytest.fixture(scope="module")
+def resumed_folders(tmp_path_factory):
+    """
+    Every model class trained in one process and checkpointed, then resumed in a second, new process (one process per
+    phase for all the classes: process start-up is the slow part).
+
+    :return: Folder of each class's checkpoint and ``resumed.zip``
+    """
+    n, m = RESUME_STEPS
+    folders = {cls: tmp_path_factory.mktemp(f"resume_{cls.__name__}") for cls in MODELS}
+    first = run_child(
+        "".join(
+            f"""
+        model = {cls.__name__}("MlpPolicy", PointEnv(discrete={cls is not SAC}), **{TINY})
         model.learn({n})
-        persistence.save_checkpoint(model, {str(tmp_path / "ckpt")!r})
-    """)
+        persistence.save_checkpoint(model, {str(folder / "ckpt")!r})
+        """
+            for cls, folder in folders.items()
+        )
+    )
     assert first.returncode == 0, first.stderr
-    second = run_child(f"""
-        model = persistence.load_checkpoint({str(tmp_path)!r}, env=PointEnv(discrete={discrete}))
+    second = run_child(
+        "".join(
+            f"""
+        model = persistence.load_checkpoint({str(folder)!r}, env=PointEnv(discrete={cls is not SAC}))
         assert model.num_timesteps == {n}
         model.learn({m}, reset_num_timesteps=False)
-        model.save({str(tmp_path / "resumed.zip")!r})
-    """)
+        model.save({str(folder / "resumed.zip")!r})
+        """
+            for cls, folder in folders.items()
+        )
+    )
     assert second.returncode == 0, second.stderr
+    return folders
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_resume_in_new_process_is_identical(cls, resumed_folders):
+    n, m = RESUME_STEPS
+    discrete = cls is not SAC
+    tmp_path = resumed_folders[cls]
     th.set_num_threads(1)
     one_go = cls("MlpPolicy", PointEnv(discrete=discrete), **eval(TINY))
     one_go.learn(n + m)
@@ -159,7 +186,10 @@ def test_sigterm_during_learn_leaves_a_checkpoint(tmp_path):
             "-c",
             PRELUDE
             + textwrap.dedent(f"""
-            model = SAC("MlpPolicy", PointEnv(), **{TINY})
+            # Eager updates: learn(1_000_000) would compile the update (compile="auto") before the first checkpoint,
+            # 10+ s that say nothing about signals (test_checkpoint_of_a_model_with_a_compiled_program checks that a
+            # checkpoint leaves the compiled program out)
+            model = SAC("MlpPolicy", PointEnv(), compile=False, **{TINY})
             callback = persistence.SafeCheckpointCallback(save_freq=50, save_path={str(tmp_path)!r}, keep_last=2)
             model.learn(1_000_000, callback=callback)
             print("interrupted", callback.interrupted, model.num_timesteps, flush=True)

@@ -9,8 +9,8 @@ One pytest process runs SB3's SAC and DQN selections with ours swapped in (``tes
 another runs the same selection on SB3's own classes, at the same time (one core each): SB3's result on this
 machine is the baseline. Every test must pass with ours, and every test SB3 passes must pass with ours. SB3's result
 depends only on the versions of SB3, torch, gymnasium, numpy and Python and on the selection: it is kept in the cache
-under that key, and later runs run ours alone, over two processes (``SB3_SAC_EXT_CONFORMANCE_BASELINE=rerun`` runs
-SB3's classes again).
+under that key, and later runs run ours alone, over two processes that get files of about the same total cost
+(``SB3_FILE_SECONDS``; ``SB3_SAC_EXT_CONFORMANCE_BASELINE=rerun`` runs SB3's classes again).
 
 Run alone: ``python -m pytest tests/test_sb3_conformance.py``.
 """
@@ -52,6 +52,28 @@ SB3_TEST_FILES = [
     "test_vec_normalize.py",
     "test_gae.py",
 ]
+
+# What each file's selection costs with ours (seconds: SB3 2.9.2, one process on a shared core; any other file counts
+# 10 s): only used to split the files over the two pytest processes so that both finish together
+SB3_FILE_SECONDS = {
+    "test_dict_env.py": 99,
+    "test_cnn.py": 67,
+    "test_identity.py": 58,
+    "test_her.py": 49,
+    "test_spaces.py": 48,
+    "test_save_load.py": 36,
+    "test_deterministic.py": 15,
+    "test_gae.py": 14,
+    "test_sde.py": 9,
+    "test_custom_policy.py": 7,
+    "test_run.py": 6,
+    "test_train_eval_mode.py": 5,
+    "test_callbacks.py": 5,
+    "test_predict.py": 4,
+    "test_tensorboard.py": 3,
+    "test_vec_normalize.py": 1,
+    "test_n_step_replay.py": 1,
+}
 
 # SB3's tests that are about DQN itself, not about an off-policy algorithm with discrete actions: they run with our
 # DiscreteSAC in DQN's place only where the test is algorithm-generic. Matched against the test function's name.
@@ -114,6 +136,18 @@ def _fetch_sb3_tests() -> Path:
         if not target.exists():
             root.rename(target)
     return target
+
+
+def _split(files: list[str], n: int) -> list[list[str]]:
+    """``files`` in ``n`` groups of about the same cost (``SB3_FILE_SECONDS``): the costliest first, each to the
+    group that costs least so far. Every file is in exactly one group."""
+    groups: list[list[str]] = [[] for _ in range(n)]
+    costs = [0.0] * n
+    for name in sorted(files, key=lambda name: -SB3_FILE_SECONDS.get(name, 10)):
+        cheapest = costs.index(min(costs))
+        groups[cheapest].append(name)
+        costs[cheapest] += SB3_FILE_SECONDS.get(name, 10)
+    return groups
 
 
 def _outcomes(junit_xml: Path) -> dict[str, str]:
@@ -201,8 +235,10 @@ def test_sb3_test_suite_passes_with_ours(tmp_path):
             os.replace(staging, baseline_file)
         ours = results["ours"]
     else:
-        # SB3's result on this machine is known: ours alone, the files split over two processes
-        runs = {f"ours{i}": _start("ours", sb3_root, tmp_path, SB3_TEST_FILES[i::2], f"ours{i}") for i in range(2)}
+        # SB3's result on this machine is known: ours alone, the files split over two processes of about the same cost
+        groups = _split(SB3_TEST_FILES, 2)
+        assert sorted(groups[0] + groups[1]) == sorted(SB3_TEST_FILES)
+        runs = {f"ours{i}": _start("ours", sb3_root, tmp_path, group, f"ours{i}") for i, group in enumerate(groups)}
         results = _finish(runs)
         ours = {**results["ours0"], **results["ours1"]}
         stock = json.loads(baseline_file.read_text())
