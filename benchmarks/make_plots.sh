@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 
 # SAC vs SB3 (docs/guide/speed.md, "Learning is unchanged")
 taskset -c 0 python benchmarks/learning.py --seeds 0 --log-dir "$LOGS/learning"
-taskset -c 0 python benchmarks/learning.py --env HalfCheetah-v5 --steps 100000 --seeds 0 --eval-every 10000 --log-dir "$LOGS/learning"
+taskset -c 0 python benchmarks/learning.py --env HalfCheetah-v5 --steps 100000 --seeds 0 1 --eval-every 10000 --log-dir "$LOGS/learning"
 sb3-sac-ext plot -f "$LOGS/learning" --env Pendulum-v1 -o "$OUT/learning_pendulum.png"
 sb3-sac-ext plot -f "$LOGS/learning" --env HalfCheetah-v5 -o "$OUT/learning_halfcheetah.png"
 
