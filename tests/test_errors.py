@@ -219,6 +219,9 @@ print(json.dumps(results))
 """
 
 
+# The README's test command runs this file under `python -O` itself (all of it, these cases included); this
+# subprocess check repeats that for a plain `python -m pytest -m slow` run
+@pytest.mark.slow
 def test_errors_hold_under_python_O(tmp_path):
     tests_dir = str(Path(__file__).parent)
     script = tmp_path / "check_errors.py"

@@ -168,6 +168,9 @@ def test_ctrl_c_before_any_trial_completes(tmp_path):
         "100000",
         "--hyperparams",
         *TINY_HYPERPARAMS,
+        # Eager: 100k steps would compile the update first (compile="auto"), and a signal that arrives while
+        # inductor compiles is handled when the compilation returns (up to a minute on a loaded CI core)
+        "compile:False",
     )
     try:
         wait_for_line(process, "Trial 0 started")
