@@ -159,12 +159,11 @@ def test_compiled_program_trains(model_class: type, variant: str) -> None:
     assert critic_changed and all(th.isfinite(p).all() for p in model.policy.parameters())
 
 
-@pytest.mark.parametrize("model_class", MODEL_LIST)
-def test_compiled_program_matches_eager_without_dropout(model_class: type) -> None:
-    """With layer norm (no random draws in the critics), the program's step equals the eager step to rounding."""
+def _eager_and_program(make_model: Any) -> tuple[Any, Any, Any]:
+    """Two equal models fed one fixed batch: the eager update, and the compiled update's program run eagerly."""
     models = []
     for _ in range(2):
-        model = variant_model(model_class, "layer_norm", learning_starts=10_000)
+        model = make_model()
         model.learn(100)
         models.append(model)
     eager, fast = models
@@ -172,6 +171,13 @@ def test_compiled_program_matches_eager_without_dropout(model_class: type) -> No
     for model in models:
         model._batches.sample = lambda *args, **kwargs: batch
     fast.compile = True  # the injected program below is used (compile=False would drop it)
+    return eager, fast, batch
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_compiled_program_matches_eager_without_dropout(model_class: type) -> None:
+    """With layer norm (no random draws in the critics), the program's step equals the eager step to rounding."""
+    eager, fast, batch = _eager_and_program(lambda: variant_model(model_class, "layer_norm", learning_starts=10_000))
     fast._compiled_update = CompiledUpdate.build(fast, batch, compiler=lambda fn: fn)
     th.manual_seed(1)
     eager.train(gradient_steps=1, batch_size=32)
@@ -192,23 +198,16 @@ def test_compiled_program_updates_running_statistics_as_eager(model_class: type,
     program's parameter probe leaves them untouched.
     """
     policy, options = ("MlpPolicy", dict(batch_norm=True, renorm_warmup_steps=2)) if variant == "crossq" else VARIANTS[variant]
-    models = []
-    for _ in range(2):
-        model = tiny_model(
+    eager, fast, batch = _eager_and_program(
+        lambda: tiny_model(
             model_class, policy=policy, policy_kwargs={"net_arch": [32, 32], **options}, seed=0, learning_starts=10_000
         )
-        model.learn(100)
-        models.append(model)
-    eager, fast = models
-    batch = eager._batches.sample(eager, 32, True)
-    for model in models:
-        model._batches.sample = lambda *args, **kwargs: batch
+    )
     before = {name: b.clone() for name, b in fast.policy.named_buffers()}
-    fast.compile = True  # the injected program below is used (compile=False would drop it)
     fast._compiled_update = CompiledUpdate.build(fast, batch, compiler=lambda fn: fn)
     assert all(th.equal(b, before[name]) for name, b in fast.policy.named_buffers())
     for step in range(4):  # past CrossQ's warm-up of 2 batches: the renormalisation corrections apply
-        for model in models:
+        for model in (eager, fast):
             th.manual_seed(step)
             model.train(gradient_steps=1, batch_size=32)
     assert fast._compiled_update.calls == 4

@@ -22,7 +22,7 @@ def test_write_is_immediate_outside_a_stage_and_staged_inside() -> None:
         assert th.equal(running_stats.read(buffer), th.full((3,), 2.0))  # the latest value
         running_stats.write(buffer, running_stats.read(buffer) + 1)
     assert running_stats.read(buffer) is buffer  # no stage open
-    stage.commit()
+    stage.commit(list(stage.values))
     assert th.equal(buffer, th.full((3,), 3.0)) and not stage.buffers and not stage.values
     with Stage():
         running_stats.write(buffer, th.zeros(3))

@@ -37,14 +37,14 @@ class Stage:
     def __exit__(self, *exc_info: object) -> None:
         _OPEN.pop()
 
-    def commit(self, values: list[th.Tensor] | None = None) -> None:
+    def commit(self, values: list[th.Tensor]) -> None:
         """
         Write the staged values into their buffers, then empty the stage.
 
         :param values: The staged values as they came out of ``torch.func.grad`` (its auxiliary output), in the order
-            of :attr:`values`; default: :attr:`values` themselves (a stage used outside ``grad``)
+            of :attr:`values` (outside ``grad``: :attr:`values` itself)
         """
-        for buffer, value in zip(self.buffers, self.values if values is None else values, strict=True):
+        for buffer, value in zip(self.buffers, values, strict=True):
             assign(buffer, value)
         self.buffers.clear()
         self.values.clear()
