@@ -19,6 +19,9 @@ import torch as th
 from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common.errors import DistributedError, InvalidHyperparameterError, SB3SacExtError
 
+# One pytest-xdist worker runs the whole module: its module-scoped fixtures (processes started once) are not repeated
+pytestmark = pytest.mark.xdist_group("distributed")
+
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,6 +24,9 @@ except ImportError:  # pragma: no cover - written concurrently
 
 from _persistence_envs import PointEnv
 
+# One pytest-xdist worker runs the whole module: its module-scoped fixtures (processes started once) are not repeated
+pytestmark = pytest.mark.xdist_group("persistence_process")
+
 MODELS = [SAC] + ([DiscreteSAC] if DiscreteSAC is not None else [])
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 TINY = "dict(buffer_size=1000, batch_size=32, learning_starts=30, policy_kwargs=dict(net_arch=[32, 32]), seed=0)"

@@ -7,6 +7,7 @@ from typing import Any
 
 from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.reward_scaling import RewardScaler
 from sb3_sac_ext.common.simba import RunningObsNorm
 
 #: Options of the feed-forward policies that the recurrent ones do not have
@@ -79,7 +80,8 @@ def check_policy_options(policy_class: Any, policy_kwargs: dict[str, Any] | None
 def check_distributed_statistics(model: Any) -> None:
     """
     Refuse, in data-parallel training, networks whose running statistics (SimBa's observation normalisation,
-    CrossQ's batch renormalisation) each rank would update from its own batches: the replicas would drift apart.
+    CrossQ's batch renormalisation, SimbaV2's reward scaling) each rank would update from its own data: the replicas
+    would drift apart.
 
     :param model: The algorithm, its policy built
     :raise InvalidHyperparameterError: Naming the networks and the fix
@@ -87,9 +89,10 @@ def check_distributed_statistics(model: Any) -> None:
     if model._distributed is None:
         return
     for module in model.policy.modules():
-        if isinstance(module, RunningObsNorm | EnsembleBatchRenorm):
+        if isinstance(module, RunningObsNorm | EnsembleBatchRenorm | RewardScaler):
             raise InvalidHyperparameterError(
                 f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or batch_norm=True) is "
                 "not supported in data-parallel training: each rank would update its own statistics. Train in one "
-                "process, or use features_extractor_class=FlattenExtractor (with VecNormalize) and no batch_norm"
+                "process, or use features_extractor_class=FlattenExtractor (with VecNormalize), no batch_norm and "
+                "SimbaV2Policy's normalize_reward=False"
             )

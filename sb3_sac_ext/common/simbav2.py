@@ -19,16 +19,22 @@ Simplifications, stated honestly:
   sphere after each optimizer step as in the paper: the network computes the paper's function, the gradient step is
   that of this reparameterisation (as weight normalisation), and no hook is needed in the optimizer steps;
 - the output layers are plain linear layers (SB3's ``mu``/``log_std`` for the actor, a linear Q-head for the
-  critics), not the paper's distributional critic with reward scaling.
+  critics), not the paper's distributional critic. The paper's reward scaling is kept (on by default:
+  :mod:`sb3_sac_ext.common.reward_scaling`): a linear head on a unit-norm latent cannot follow returns of hundreds.
 """
 
 import math
+from typing import Any
 
 import torch as th
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_sac_ext.common.simba import SCALE_FACTOR, EnsembleLinear, simba_width
+from sb3_sac_ext.common.network_options import check_simbav2_options
+from sb3_sac_ext.common.reward_scaling import RewardScaler, make_reward_scaler
+from sb3_sac_ext.common.simba import SCALE_FACTOR, EnsembleLinear, RunningNormExtractor, simba_width
 
 #: ``c_shift`` of the input projection (the paper's value)
 C_SHIFT = 3.0
@@ -156,3 +162,42 @@ class SimbaV2Encoder(nn.Module):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         return self.network(x)[0]
+
+
+class SimbaV2PolicyMixin:
+    """
+    What ``SimbaV2Policy`` adds to the ``SACPolicy``/``DiscreteSACPolicy`` it is mixed into: running observation
+    normalisation (the default features extractor), SimbaV2 critics, no ``layer_norm``/``dropout_rate``, and the
+    paper's reward scaling (:class:`~sb3_sac_ext.common.reward_scaling.RewardScaler`, ``reward_scaler``: its
+    statistics are buffers of the policy, saved with it; the algorithm updates them with each env step and scales
+    the rewards of the critics' targets).
+
+    :param normalize_reward: Scale the rewards of the critics' targets (SimbaV2's reward scaling)
+    :param normalized_g_max: The bound of the scaled returns (the paper's ``G_max``)
+    """
+
+    reward_scaler: RewardScaler | None
+    critic_kwargs: dict[str, Any]
+
+    def __init__(
+        self,
+        *args: Any,
+        normalize_reward: bool = True,
+        normalized_g_max: float = 5.0,
+        features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor,
+        **kwargs: Any,
+    ):
+        check_simbav2_options(kwargs.get("layer_norm"), kwargs.get("dropout_rate"))
+        reward_scaler = make_reward_scaler(normalize_reward, normalized_g_max)
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)  # type: ignore[call-arg]
+        self.reward_scaler = reward_scaler
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs["architecture"] = "simbav2"
+        super()._build(lr_schedule)  # type: ignore[misc]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        scaler = self.reward_scaler
+        data.update(normalize_reward=scaler is not None, normalized_g_max=5.0 if scaler is None else scaler.g_max)
+        return data

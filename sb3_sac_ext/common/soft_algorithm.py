@@ -570,8 +570,8 @@ class SoftOffPolicyMixin(EstimatorMixin):
         self, replay_buffer: Any, buffer_action: Any, new_obs: Any, reward: Any, dones: Any, infos: Any
     ) -> None:
         # NaN/inf rewards or observations never reach the replay buffer (cheap numpy checks)
-
         validation.check_transition(new_obs, reward, infos, self.num_timesteps)  # type: ignore[attr-defined]
+        training.observe_rewards(self, reward, dones)
         if self._is_recurrent:
             rollout.before_store(self, replay_buffer)
             super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]

@@ -130,10 +130,21 @@ def _rows(value: Any, start: int, stop: int, sliced: dict[int, Any]) -> Any:
     return sliced[id(value)]
 
 
+def observe_rewards(model: Any, rewards: Any, dones: Any) -> None:
+    """
+    Add one env step's rewards to the policy's reward scaler (``SimbaV2Policy``'s, see
+    :mod:`sb3_sac_ext.common.reward_scaling`), if it has one.
+    """
+    scaler = getattr(model.policy, "reward_scaler", None)
+    if scaler is not None:
+        scaler.update(rewards, dones, model.gamma)
+
+
 def train(model: Any, gradient_steps: int, batch_size: int) -> None:
     """
     ``gradient_steps`` updates of the critics, and of the actor and the temperature every ``policy_delay`` critic
-    updates, then a Polyak update of the target critics every ``target_update_interval`` updates.
+    updates, then a Polyak update of the target critics every ``target_update_interval`` updates. With a reward
+    scaler (``SimbaV2Policy``), the rewards of every batch are multiplied by its scale of the moment.
 
     :param model: The algorithm (``SAC`` or ``DiscreteSAC``)
     :param gradient_steps: Number of gradient steps
@@ -146,12 +157,16 @@ def train(model: Any, gradient_steps: int, batch_size: int) -> None:
     if gradient_steps > 1 and model._compiled_update is not None and hasattr(batches, "prefetch"):
         # As SBX: one replay sample of gradient_steps * batch_size transitions, then one slice per step
         batches = batches.prefetch(model, batch_size, gradient_steps)
+    scaler = getattr(model.policy, "reward_scaler", None)
+    reward_scale = None if scaler is None else scaler.scale(model.gamma)
 
     for gradient_step in range(gradient_steps):
         update_index = model._n_updates + gradient_step
         update_actor = update_index % model.policy_delay == 0
         update_target = (update_index + 1) % model.target_update_interval == 0
         batch = batches.sample(model, batch_size, update_actor)
+        if reward_scale is not None:
+            batch = batch._replace(rewards=batch.rewards * reward_scale)
         # The fast path: this same step as one compiled program (None when the model trains eagerly)
         step_logs = model._compiled_step(batch, update_actor, update_target)
         if step_logs is not None:
@@ -192,4 +207,6 @@ def train(model: Any, gradient_steps: int, batch_size: int) -> None:
 
     model._n_updates += gradient_steps
     model.logger.record("train/n_updates", model._n_updates, exclude="tensorboard")
+    if reward_scale is not None:
+        model.logger.record("train/reward_scale", reward_scale)
     model._record_train_logs({f"train/{key}": values for key, values in logs.items()})

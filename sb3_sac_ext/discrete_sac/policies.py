@@ -22,10 +22,10 @@ from torch.nn import functional as F
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
-from sb3_sac_ext.common.network_options import check_critic_regularisation, check_simbav2_options
+from sb3_sac_ext.common.network_options import check_critic_regularisation
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
-from sb3_sac_ext.common.simbav2 import SimbaV2Encoder
+from sb3_sac_ext.common.simbav2 import SimbaV2Encoder, SimbaV2PolicyMixin
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 
@@ -354,25 +354,20 @@ class SimbaV2CategoricalActor(CategoricalActor):
         self.logits_net = nn.Sequential(encoder, nn.Linear(encoder.out_dim, int(self.action_space.n)))
 
 
-class SimbaV2Policy(DiscreteSACPolicy):
+class SimbaV2Policy(SimbaV2PolicyMixin, DiscreteSACPolicy):
     """
     DiscreteSAC policy with SimbaV2 networks (Lee et al. 2025, https://arxiv.org/abs/2503.15256; see
     :mod:`sb3_sac_ext.common.simbav2`): running observation normalisation, hyperspherical weights and features, LERP
-    residual blocks, Adam. ``net_arch`` gives one width per block (all equal); ``layer_norm`` and ``dropout_rate`` are
-    refused. Other arguments: see :class:`DiscreteSACPolicy`.
+    residual blocks, the paper's reward scaling, Adam. ``net_arch`` gives one width per block (all equal);
+    ``layer_norm`` and ``dropout_rate`` are refused.
+
+    :param normalize_reward: Scale the rewards of the critics' targets as the paper does
+        (:mod:`sb3_sac_ext.common.reward_scaling`)
+    :param normalized_g_max: The bound of the scaled returns (the paper's ``G_max``)
+    :param kwargs: See :class:`DiscreteSACPolicy`
     """
 
     actor: SimbaV2CategoricalActor
-
-    def __init__(
-        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor, **kwargs: Any
-    ):
-        check_simbav2_options(kwargs.get("layer_norm"), kwargs.get("dropout_rate"))
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        self.critic_kwargs["architecture"] = "simbav2"
-        super()._build(lr_schedule)
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2CategoricalActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)

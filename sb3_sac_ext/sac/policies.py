@@ -20,10 +20,10 @@ from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
 from torch import nn
 
 from sb3_sac_ext.common.ensemble import EnsembleCritic
-from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation, check_simbav2_options
+from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
-from sb3_sac_ext.common.simbav2 import SimbaV2Encoder
+from sb3_sac_ext.common.simbav2 import SimbaV2Encoder, SimbaV2PolicyMixin
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -427,27 +427,21 @@ class SimbaV2SquashedGaussianActor(SquashedGaussianActor):
         self.latent_pi = SimbaV2Encoder(self.features_dim, self.net_arch)
 
 
-class SimbaV2Policy(SACPolicy):
+class SimbaV2Policy(SimbaV2PolicyMixin, SACPolicy):
     """
     SAC policy with SimbaV2 networks (Lee et al. 2025, https://arxiv.org/abs/2503.15256; equations and the
     simplifications made here in :mod:`sb3_sac_ext.common.simbav2`): running observation normalisation, then the
-    input projected onto the unit sphere, hyperspherical weights and features, LERP residual blocks; Adam as in the
-    paper (the weights are normalised: no weight decay). ``net_arch`` gives one width per block (all equal), e.g.
-    ``dict(pi=[128], qf=[512, 512])``. ``layer_norm`` and ``dropout_rate`` are refused. Other arguments: see
-    :class:`SACPolicy`.
+    input projected onto the unit sphere, hyperspherical weights and features, LERP residual blocks, and the paper's
+    reward scaling; Adam as in the paper (the weights are normalised: no weight decay). ``net_arch`` gives one width
+    per block (all equal), e.g. ``dict(pi=[128], qf=[512, 512])``. ``layer_norm`` and ``dropout_rate`` are refused.
+
+    :param normalize_reward: Scale the rewards of the critics' targets as the paper does
+        (:mod:`sb3_sac_ext.common.reward_scaling`)
+    :param normalized_g_max: The bound of the scaled returns (the paper's ``G_max``)
+    :param kwargs: See :class:`SACPolicy`
     """
 
     actor: SimbaV2SquashedGaussianActor
-
-    def __init__(
-        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor, **kwargs: Any
-    ):
-        check_simbav2_options(kwargs.get("layer_norm"), kwargs.get("dropout_rate"))
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        self.critic_kwargs["architecture"] = "simbav2"
-        super()._build(lr_schedule)
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2SquashedGaussianActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
