@@ -28,10 +28,17 @@ sb3-sac-ext plot -f "$LOGS/discrete" --env CartPole-v1 -o "$OUT/discrete_cartpol
 taskset -c 0 python benchmarks/variants.py --env Pendulum-v1 --steps 10000 --seeds 0 --variants sac crossq simba simbav2 \
     --eval-every 1000 --log-dir "$LOGS/variants"
 sb3-sac-ext plot -f "$LOGS/variants" --env Pendulum-v1 -o "$OUT/variants_pendulum.png"
-HOPPER="--env Hopper-v5 --steps 30000 --seeds 0 --gradient-steps 1 --learning-starts 5000 --eval-every 5000"
-taskset -c 0 python benchmarks/variants.py $HOPPER --variants sac crossq droq --critic-width 256 --log-dir "$LOGS/variants"
-taskset -c 0 python benchmarks/variants.py $HOPPER --variants simba --critic-width 128 --log-dir "$LOGS/variants"
+MUJOCO="--steps 30000 --gradient-steps 1 --learning-starts 5000 --eval-every 5000"
+taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 1 $MUJOCO --variants sac crossq droq --critic-width 256 \
+    --log-dir "$LOGS/variants"
+taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 $MUJOCO --variants simba --critic-width 128 \
+    --log-dir "$LOGS/variants"
 sb3-sac-ext plot -f "$LOGS/variants" --env Hopper-v5 -o "$OUT/variants_hopper.png"
+taskset -c 0 python benchmarks/variants.py --env HalfCheetah-v5 --seeds 0 $MUJOCO --variants sac crossq droq --critic-width 256 \
+    --log-dir "$LOGS/variants"
+taskset -c 0 python benchmarks/variants.py --env HalfCheetah-v5 --seeds 0 $MUJOCO --variants simba --critic-width 128 \
+    --log-dir "$LOGS/variants"
+sb3-sac-ext plot -f "$LOGS/variants" --env HalfCheetah-v5 -o "$OUT/variants_halfcheetah.png"
 
 # Recurrent vs memoryless (docs/guide/recurrent.md)
 taskset -c 0 python benchmarks/recurrent.py --envs PendulumNoVel-v1 --seeds 0 --timesteps 20000 --no-speed --set compile=True \
