@@ -31,7 +31,7 @@ sb3-sac-ext plot -f "$LOGS/variants" --env Pendulum-v1 -o "$OUT/variants_pendulu
 MUJOCO="--steps 30000 --gradient-steps 1 --learning-starts 5000 --eval-every 5000"
 taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 1 $MUJOCO --variants sac crossq droq --critic-width 256 \
     --log-dir "$LOGS/variants"
-taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 $MUJOCO --variants simba --critic-width 128 \
+taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 1 $MUJOCO --variants simba --critic-width 128 \
     --log-dir "$LOGS/variants"
 sb3-sac-ext plot -f "$LOGS/variants" --env Hopper-v5 -o "$OUT/variants_hopper.png"
 taskset -c 0 python benchmarks/variants.py --env HalfCheetah-v5 --seeds 0 $MUJOCO --variants sac crossq droq --critic-width 256 \
