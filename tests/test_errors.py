@@ -117,6 +117,15 @@ def test_bad_target_entropy_raises(model_class, target_entropy):
         tiny_model(model_class, target_entropy=target_entropy)
 
 
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+@pytest.mark.parametrize(
+    "bad", [dict(normalize_reward="yes"), dict(normalized_g_max=-1.0), dict(normalized_g_max=float("inf"))]
+)
+def test_bad_simbav2_reward_scaling_raises(model_class, bad):
+    with pytest.raises(InvalidHyperparameterError, match=next(iter(bad))):
+        model_class("SimbaV2Policy", env_id(model_class), policy_kwargs=dict(net_arch=[16], **bad))
+
+
 @pytest.mark.parametrize("algo, case", SPACE_IDS, ids=[f"{algo}-{case}" for algo, case in SPACE_IDS])
 def test_unsupported_action_space(algo, case):
     model_class = SAC if algo == "SAC" else DiscreteSAC

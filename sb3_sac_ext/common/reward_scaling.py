@@ -12,14 +12,18 @@ over all envs and steps, and the largest ``|r|`` seen. Then
 
 (the second term bounds ``|r / sigma| / (1 - gamma)``, the largest return, by ``g_max``). The training loop multiplies
 the rewards of every sampled batch by :meth:`RewardScaler.scale` (``1 / sigma``, the same for all the gradient steps of
-one ``train()`` call), on the eager and the compiled update alike. The statistics are buffers of the policy: saved and
-loaded with it; the per-env returns are not (a loaded model starts them at 0, as a new episode).
+one ``train()`` call), on the eager and the compiled update alike. The statistics are in the policy's state dict:
+saved and loaded with it; the per-env returns are not (a loaded model starts them at 0, as a new episode).
+
+SB3's ``VecNormalize(norm_reward=True)`` is the same idea without the ``max|r|`` bound, as an env wrapper the user
+adds; here the scale belongs to the policy that needs it, so ``SAC("SimbaV2Policy", env)`` gets it without a wrapper.
 """
 
 import math
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
@@ -31,20 +35,21 @@ class RewardScaler(nn.Module):
     """
     Running statistics of the discounted return, and the reward scale they give (see the module docstring).
 
+    The statistics live on the host (SB3's :class:`~stable_baselines3.common.running_mean_std.RunningMeanStd` of
+    ``G``, and ``reward_abs_max``), so that the update of every env step neither syncs with nor launches work on the
+    policy's device; they enter the policy's state dict as one float64 tensor (``get_extra_state``).
+
     :param g_max: The largest return, in absolute value, that the scaled rewards may give (the paper's ``G_max``: 5)
     """
 
     def __init__(self, g_max: float = 5.0):
         super().__init__()
         self.g_max = float(g_max)
-        self.register_buffer("count", th.zeros((), dtype=th.float64))
-        self.register_buffer("mean", th.zeros((), dtype=th.float64))
-        self.register_buffer("var", th.ones((), dtype=th.float64))
-        self.register_buffer("reward_abs_max", th.zeros((), dtype=th.float64))
-        # Running discounted return of each env: host-side, not saved
+        self.return_rms = RunningMeanStd(epsilon=0.0, shape=())
+        self.reward_abs_max = 0.0
+        # Running discounted return of each env: not saved
         self._returns: np.ndarray | None = None
 
-    @th.no_grad()
     def update(self, rewards: np.ndarray, dones: np.ndarray, gamma: float) -> None:
         """
         Add one env step of every env.
@@ -57,17 +62,8 @@ class RewardScaler(nn.Module):
         if self._returns is None or self._returns.shape != rewards.shape:
             self._returns = np.zeros_like(rewards)
         self._returns = gamma * self._returns + rewards
-        # Welford's parallel update of the mean and variance with this step's n_envs returns
-        batch_mean, batch_var, batch_count = self._returns.mean(), self._returns.var(), rewards.size
-        count = float(self.count)
-        total = count + batch_count
-        delta = batch_mean - float(self.mean)
-        mean = float(self.mean) + delta * batch_count / total
-        m2 = float(self.var) * count + batch_var * batch_count + delta**2 * count * batch_count / total
-        self.count.fill_(total)
-        self.mean.fill_(mean)
-        self.var.fill_(m2 / total)
-        self.reward_abs_max.fill_(max(float(self.reward_abs_max), float(np.abs(rewards).max(initial=0.0))))
+        self.return_rms.update(self._returns)
+        self.reward_abs_max = max(self.reward_abs_max, float(np.abs(rewards).max(initial=0.0)))
         self._returns[np.asarray(dones, dtype=bool).reshape(-1)] = 0.0
 
     def scale(self, gamma: float) -> float:
@@ -75,12 +71,22 @@ class RewardScaler(nn.Module):
         :param gamma: The discount factor (with ``gamma = 1`` only the variance bounds ``sigma``)
         :return: ``1 / sigma``: the factor of the rewards of the critics' targets (1 before any update)
         """
-        if float(self.count) == 0:
+        if self.return_rms.count == 0:
             return 1.0
-        sigma = float(th.sqrt(self.var + _EPS))
+        sigma = math.sqrt(float(self.return_rms.var) + _EPS)
         if gamma < 1.0:
-            sigma = max(sigma, float(self.reward_abs_max) / ((1.0 - gamma) * self.g_max))
+            sigma = max(sigma, self.reward_abs_max / ((1.0 - gamma) * self.g_max))
         return 1.0 / sigma
+
+    def get_extra_state(self) -> th.Tensor:
+        """:return: The statistics ``[count, mean, var, max|r|]`` of ``G``, saved with the policy"""
+        rms = self.return_rms
+        return th.tensor([rms.count, float(rms.mean), float(rms.var), self.reward_abs_max], dtype=th.float64)
+
+    def set_extra_state(self, state: th.Tensor) -> None:
+        """:param state: What :meth:`get_extra_state` returned"""
+        count, mean, var, self.reward_abs_max = (float(value) for value in state)
+        self.return_rms.count, self.return_rms.mean, self.return_rms.var = count, np.float64(mean), np.float64(var)
 
     def extra_repr(self) -> str:
         return f"g_max={self.g_max}"

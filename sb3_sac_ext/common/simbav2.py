@@ -169,7 +169,7 @@ class SimbaV2PolicyMixin:
     What ``SimbaV2Policy`` adds to the ``SACPolicy``/``DiscreteSACPolicy`` it is mixed into: running observation
     normalisation (the default features extractor), SimbaV2 critics, no ``layer_norm``/``dropout_rate``, and the
     paper's reward scaling (:class:`~sb3_sac_ext.common.reward_scaling.RewardScaler`, ``reward_scaler``: its
-    statistics are buffers of the policy, saved with it; the algorithm updates them with each env step and scales
+    statistics are in the policy's state dict, saved with it; the algorithm updates them with each env step and scales
     the rewards of the critics' targets).
 
     :param normalize_reward: Scale the rewards of the critics' targets (SimbaV2's reward scaling)
