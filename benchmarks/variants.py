@@ -38,8 +38,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "simba": ("sac_simba", {"policy": "SimbaPolicy"}),
     "simbav2": ("sac_simbav2", {"policy": "SimbaV2Policy"}),
+    "simbav2_categorical": ("sac_simbav2", {"policy": "SimbaV2Policy"}),
     "crossq": ("sac_crossq", {"policy_delay": 3, "policy_kwargs": {"batch_norm": True}}),
+    "crossq_actor": ("sac_crossq", {"policy_delay": 3, "policy_kwargs": {"batch_norm": True}}),
     "resets": ("sac", {"param_resets": "halves"}),
+}
+# Variant -> policy options set on top of the preset: CrossQ with the actor renormalised too (as SBX's and
+# sb3-contrib's CrossQ by default), SimbaV2 with the paper's categorical critic (101 bins)
+POLICY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "crossq_actor": {"batch_norm_actor": True},
+    "simbav2_categorical": {"num_bins": 101},
 }
 
 
@@ -66,6 +74,7 @@ def settings(
         kwargs, _ = prepare_model_kwargs(get_hyperparams("sac", env_id, HYPERPARAMS / "sac.yml"))
         kwargs = {**kwargs, **{key: value for key, value in options.items() if key != "policy_kwargs"}}
         kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **options.get("policy_kwargs", {})}
+    kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **POLICY_OVERRIDES.get(variant, {})}
     if critic_width is not None:
         net_arch = kwargs.get("policy_kwargs", {}).get("net_arch", [256, 256])
         layers = net_arch if isinstance(net_arch, list) else net_arch["qf"]

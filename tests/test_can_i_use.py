@@ -16,7 +16,7 @@ SMALL = dict(net_arch=[16, 16])
 ROWS = {
     "`SimbaPolicy`, `SimbaV2Policy`": ("SimbaPolicy", {}),
     "`layer_norm`, `dropout_rate` (DroQ)": (None, {"policy_kwargs": {"layer_norm": True, "dropout_rate": 0.01}}),
-    "`batch_norm` (CrossQ)": (None, {"policy_kwargs": {"batch_norm": True}}),
+    "`batch_norm`, `batch_norm_actor` (CrossQ)": (None, {"policy_kwargs": {"batch_norm": True, "batch_norm_actor": True}}),
     "`param_resets`": (None, {"param_resets": [1_000]}),
     "`max_grad_norm`, `policy_delay`": (None, {"max_grad_norm": 1.0, "policy_delay": 2}),
     "`n_steps > 1`": (None, {"n_steps": 3}),

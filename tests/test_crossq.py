@@ -8,9 +8,10 @@ import torch as th
 
 from sb3_sac_ext import SAC, DiscreteSAC
 from sb3_sac_ext.common import compiled_update
-from sb3_sac_ext.common.batch_renorm import EnsembleBatchRenorm
+from sb3_sac_ext.common.batch_renorm import BatchRenorm, EnsembleBatchRenorm
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from tests._helpers import assert_state_dicts_equal, sample_observations, tiny_model
+from tests.test_network_variants import ort
 
 CROSSQ = dict(net_arch=[32, 32], batch_norm=True, batch_norm_momentum=0.99, renorm_warmup_steps=50)
 
@@ -47,6 +48,17 @@ def test_batch_renorm_by_hand() -> None:
     assert_state_dicts_equal(state, norm.state_dict(), "eval")
 
 
+def test_single_network_batch_renorm_is_a_one_member_ensemble() -> None:
+    single, ensemble = BatchRenorm(3, momentum=0.9, warmup_steps=1), EnsembleBatchRenorm(1, 3, momentum=0.9, warmup_steps=1)
+    generator = th.Generator().manual_seed(1)
+    for x in (th.randn(8, 3, generator=generator) * 2 + 1, th.randn(8, 3, generator=generator) - 3):  # warm-up, then not
+        th.testing.assert_close(single(x), ensemble(x.unsqueeze(0)).squeeze(0))
+    assert_state_dicts_equal(ensemble.state_dict(), single.state_dict(), "statistics")
+    single.eval(), ensemble.eval()
+    x = th.randn(5, 3, generator=generator)
+    th.testing.assert_close(single(x), ensemble(x.unsqueeze(0)).squeeze(0))
+
+
 def _model(**kwargs: Any) -> SAC:
     settings = dict(policy_kwargs=dict(CROSSQ), learning_starts=50, batch_size=32, seed=0, compile=False, policy_delay=3)
     settings.update(kwargs)
@@ -70,8 +82,30 @@ def test_joint_forward_and_no_target_network(monkeypatch: pytest.MonkeyPatch) ->
     assert_state_dicts_equal(target_before, model.critic_target.state_dict(), "critic_target (unused)")
 
 
-def test_trains_saves_loads_exports(tmp_path: Any) -> None:
-    model = _model(policy_kwargs=dict(CROSSQ, optimizer_kwargs=dict(betas=(0.5, 0.999))))
+def test_actor_batch_norm_learns_its_statistics_in_its_own_loss_only() -> None:
+    """
+    ``batch_norm_actor``: the actor's renormalisation layers (input, after each hidden layer) use the batch statistics
+    and update the running ones in the actor loss only; acting, ``predict`` and the critics' next actions read them.
+    """
+    model = _model(policy_kwargs=dict(CROSSQ, batch_norm_actor=True))
+    norms = [module for module in model.actor.latent_pi if isinstance(module, BatchRenorm)]
+    assert len(norms) == 3 and model.actor.latent_pi[0] is norms[0]  # input, then after each of the 2 hidden layers
+    calls = []
+    forward = model.actor.latent_pi.forward
+    model.actor.latent_pi.forward = lambda x: calls.append(model.actor.latent_pi.training) or forward(x)
+    model.learn(120)
+    # 70 critic updates (next actions: running statistics), 24 actor updates (batch statistics), 120 env steps
+    assert calls.count(True) == 24 and int(norms[0].steps) == 24
+    assert calls.count(False) == 70 + 120 - 50  # 50 random steps before learning_starts do not call the actor
+    state = {key: value.clone() for key, value in model.actor.state_dict().items()}
+    model.predict(sample_observations(model, 4))
+    assert_state_dicts_equal(state, model.actor.state_dict(), "predict")
+    assert model.policy._get_constructor_parameters()["batch_norm_actor"] is True
+
+
+@pytest.mark.parametrize("actor", [False, True])
+def test_trains_saves_loads_exports(tmp_path: Any, actor: bool) -> None:
+    model = _model(policy_kwargs=dict(CROSSQ, optimizer_kwargs=dict(betas=(0.5, 0.999)), batch_norm_actor=actor))
     model.learn(200)
     assert model.critic.optimizer.param_groups[0]["betas"] == (0.5, 0.999)  # CrossQ's Adam beta1
     assert int(model.critic.qf.input_norm.steps) > model.critic.qf.input_norm.warmup_steps  # renormalisation ran
@@ -87,6 +121,9 @@ def test_trains_saves_loads_exports(tmp_path: Any) -> None:
     with th.no_grad():
         (action,) = [out.numpy() for out in th.jit.load(str(path))(th.as_tensor(obs))]
     np.testing.assert_allclose(action, expected, atol=1e-5)
+    if ort is not None:  # the actor's renormalisation (running statistics) in the ONNX graph too
+        session = ort.InferenceSession(str(model.export(tmp_path / "policy.onnx", verify=False)))
+        np.testing.assert_allclose(session.run(None, {"obs": obs})[0], expected, atol=1e-5)
     loaded.set_env(model.get_env())
     loaded.learn(20, reset_num_timesteps=False)
 
@@ -95,13 +132,19 @@ def test_refused_combinations() -> None:
     # (batch renormalisation itself has the compiled update's fast path: tests/test_network_variants.py)
     reason = compiled_update.unsupported_reason(_model())
     assert reason is None or "C++ compiler" in reason
-    with pytest.raises(InvalidHyperparameterError, match="SAC only"):
-        DiscreteSAC("MlpPolicy", "CartPole-v1", policy_kwargs=dict(batch_norm=True), buffer_size=100)
+    for option in ("batch_norm", "batch_norm_actor"):
+        with pytest.raises(InvalidHyperparameterError, match="SAC only"):
+            DiscreteSAC("MlpPolicy", "CartPole-v1", policy_kwargs={option: True}, buffer_size=100)
+        with pytest.raises(InvalidHyperparameterError, match=f"{option} must be True or False"):
+            SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={option: "yes"}, buffer_size=100)
+        with pytest.raises(InvalidHyperparameterError, match="recurrent"):
+            SAC("MlpLstmPolicy", "Pendulum-v1", policy_kwargs={option: True}, buffer_size=100)
+    for policy in ("SimbaPolicy", "SimbaV2Policy"):
+        with pytest.raises(InvalidHyperparameterError, match="MLP actors"):
+            SAC(policy, "Pendulum-v1", policy_kwargs=dict(batch_norm_actor=True), buffer_size=100)
     with pytest.raises(InvalidHyperparameterError, match="MLP critics"):
         SAC("SimbaPolicy", "Pendulum-v1", policy_kwargs=dict(batch_norm=True), buffer_size=100)
     with pytest.raises(InvalidHyperparameterError, match="batch_norm_momentum"):
         SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(batch_norm=True, batch_norm_momentum=1.5), buffer_size=100)
     with pytest.raises(InvalidHyperparameterError, match="renorm_warmup_steps"):
         SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(batch_norm=True, renorm_warmup_steps=-1), buffer_size=100)
-    with pytest.raises(InvalidHyperparameterError, match="recurrent"):
-        SAC("MlpLstmPolicy", "Pendulum-v1", policy_kwargs=dict(batch_norm=True), buffer_size=100)

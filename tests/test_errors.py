@@ -126,6 +126,22 @@ def test_bad_simbav2_reward_scaling_raises(model_class, bad):
         model_class("SimbaV2Policy", env_id(model_class), policy_kwargs=dict(net_arch=[16], **bad))
 
 
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        (dict(num_bins=1), "num_bins must be"),
+        (dict(num_bins="101"), "num_bins must be"),
+        (dict(num_bins=True), "num_bins must be"),
+        (dict(num_bins=101, normalize_reward=False), "needs normalize_reward=True"),
+    ],
+)
+def test_bad_simbav2_categorical_critic_raises(bad, needle):
+    with pytest.raises(InvalidHyperparameterError, match=needle):
+        SAC("SimbaV2Policy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **bad))
+    with pytest.raises(InvalidHyperparameterError, match="SAC's SimbaV2Policy only"):
+        DiscreteSAC("SimbaV2Policy", "CartPole-v1", policy_kwargs=dict(net_arch=[16], num_bins=101))
+
+
 @pytest.mark.parametrize("algo, case", SPACE_IDS, ids=[f"{algo}-{case}" for algo, case in SPACE_IDS])
 def test_unsupported_action_space(algo, case):
     model_class = SAC if algo == "SAC" else DiscreteSAC

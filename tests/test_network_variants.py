@@ -189,7 +189,14 @@ def test_compiled_program_matches_eager_without_dropout(model_class: type) -> No
 
 @pytest.mark.parametrize(
     ("model_class", "variant"),
-    [(SAC, "simba"), (DiscreteSAC, "simba"), (SAC, "simbav2"), (SAC, "crossq")],
+    [
+        (SAC, "simba"),
+        (DiscreteSAC, "simba"),
+        (SAC, "simbav2"),
+        (SAC, "simbav2_categorical"),
+        (SAC, "crossq"),
+        (SAC, "crossq_actor"),
+    ],
 )
 def test_compiled_program_updates_running_statistics_as_eager(model_class: type, variant: str) -> None:
     """
@@ -197,7 +204,12 @@ def test_compiled_program_updates_running_statistics_as_eager(model_class: type,
     inside torch.func.grad come out of the program equal to the eager update's, and so do the parameters; the
     program's parameter probe leaves them untouched.
     """
-    policy, options = ("MlpPolicy", dict(batch_norm=True, renorm_warmup_steps=2)) if variant == "crossq" else VARIANTS[variant]
+    special = {
+        "crossq": ("MlpPolicy", dict(batch_norm=True, renorm_warmup_steps=2)),
+        "crossq_actor": ("MlpPolicy", dict(batch_norm=True, batch_norm_actor=True, renorm_warmup_steps=2)),
+        "simbav2_categorical": ("SimbaV2Policy", dict(num_bins=11)),  # SimbaV2's distributional critic
+    }
+    policy, options = special[variant] if variant in special else VARIANTS[variant]
     eager, fast, batch = _eager_and_program(
         lambda: tiny_model(
             model_class, policy=policy, policy_kwargs={"net_arch": [32, 32], **options}, seed=0, learning_starts=10_000
@@ -220,7 +232,15 @@ def test_compiled_program_updates_running_statistics_as_eager(model_class: type,
         th.testing.assert_close(p_fast, p_eager, rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("policy, options", [("SimbaPolicy", {}), ("SimbaV2Policy", {}), ("MlpPolicy", dict(batch_norm=True))])
+@pytest.mark.parametrize(
+    "policy, options",
+    [
+        ("SimbaPolicy", {}),
+        ("SimbaV2Policy", {}),
+        ("MlpPolicy", dict(batch_norm=True)),
+        ("MlpPolicy", dict(batch_norm_actor=True)),
+    ],
+)
 def test_running_statistics_refused_in_data_parallel_training(policy: str, options: dict) -> None:
     model = SAC(policy, "Pendulum-v1", policy_kwargs=dict(net_arch=[16], **options), buffer_size=100)
     model._distributed = object()  # as set by sb3_sac_ext.common.distributed.setup under torchrun

@@ -1,7 +1,7 @@
 """
 Batch renormalisation (Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence in
-Batch-Normalized Models", https://arxiv.org/abs/1702.03275, Algorithm 1) for the critic ensemble of CrossQ
-(Bhatt et al. 2024, https://arxiv.org/abs/1902.05605), with SBX's conventions (``momentum`` is the weight of the
+Batch-Normalized Models", https://arxiv.org/abs/1702.03275, Algorithm 1) for the critic ensemble and the actor of
+CrossQ (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605), with SBX's conventions (``momentum`` is the weight of the
 running average, 0.99; plain batch normalisation during ``warmup_steps`` training batches; ``r_max=3``,
 ``d_max=5``; ``eps=1e-3``).
 
@@ -81,3 +81,33 @@ class EnsembleBatchRenorm(nn.Module):
             x_hat = (x - self.running_mean) * th.rsqrt(self.running_var + self.eps)
         weight, bias = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
         return th.addcmul(bias, x_hat, weight)
+
+
+class BatchRenorm(EnsembleBatchRenorm):
+    """
+    Batch renormalisation of one network's activations ``(batch, dim)`` (CrossQ's actor, ``batch_norm_actor=True``):
+    :class:`EnsembleBatchRenorm` with one member. Parameters: see :class:`EnsembleBatchRenorm`.
+    """
+
+    def __init__(self, dim: int, **kwargs: float):
+        super().__init__(1, dim, **kwargs)  # type: ignore[arg-type]
+
+    def forward(self, x: th.Tensor, detach_params: bool = False) -> th.Tensor:
+        """:param x: ``(batch, dim)``"""
+        return super().forward(x.unsqueeze(0), detach_params).squeeze(0)
+
+
+def batch_renorm_mlp(input_dim: int, net_arch: list[int], activation_fn: type[nn.Module], **renorm: float) -> nn.Sequential:
+    """
+    The hidden layers of CrossQ's actor, as SBX and sb3-contrib build them: the input renormalised, then
+    ``Linear -> activation -> BatchRenorm`` per entry of ``net_arch``.
+
+    :param input_dim: Number of input features
+    :param net_arch: Width of each hidden layer
+    :param activation_fn: Activation after each linear layer
+    :param renorm: :class:`BatchRenorm`'s options (``momentum``, ``warmup_steps``)
+    """
+    layers: list[nn.Module] = [BatchRenorm(input_dim, **renorm)]
+    for in_dim, out_dim in zip([input_dim, *net_arch[:-1]], net_arch, strict=True):
+        layers += [nn.Linear(in_dim, out_dim), activation_fn(), BatchRenorm(out_dim, **renorm)]
+    return nn.Sequential(*layers)

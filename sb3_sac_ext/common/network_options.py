@@ -11,16 +11,27 @@ from sb3_sac_ext.common.reward_scaling import RewardScaler
 from sb3_sac_ext.common.simba import RunningObsNorm
 
 #: Options of the feed-forward policies that the recurrent ones do not have
-FEED_FORWARD_OPTIONS = ("layer_norm", "dropout_rate", "batch_norm", "batch_norm_momentum", "renorm_warmup_steps")
+FEED_FORWARD_OPTIONS = (
+    "layer_norm",
+    "dropout_rate",
+    "batch_norm",
+    "batch_norm_actor",
+    "batch_norm_momentum",
+    "renorm_warmup_steps",
+)
 
 
-def check_batch_norm(batch_norm: Any, batch_norm_momentum: Any, renorm_warmup_steps: Any) -> None:
+def check_batch_norm(
+    batch_norm: Any, batch_norm_momentum: Any, renorm_warmup_steps: Any, batch_norm_actor: Any = False
+) -> None:
     """
-    :raise InvalidHyperparameterError: When ``batch_norm`` is not a bool, ``batch_norm_momentum`` not in [0, 1) or
-        ``renorm_warmup_steps`` not a non-negative integer (SBX's CrossQ options)
+    :raise InvalidHyperparameterError: When ``batch_norm`` or ``batch_norm_actor`` is not a bool,
+        ``batch_norm_momentum`` not in [0, 1) or ``renorm_warmup_steps`` not a non-negative integer (SBX's CrossQ
+        options)
     """
-    if not isinstance(batch_norm, bool):
-        raise InvalidHyperparameterError(f"batch_norm must be True or False, got {batch_norm!r}")
+    for name, value in (("batch_norm", batch_norm), ("batch_norm_actor", batch_norm_actor)):
+        if not isinstance(value, bool):
+            raise InvalidHyperparameterError(f"{name} must be True or False, got {value!r}")
     if isinstance(batch_norm_momentum, bool) or not isinstance(batch_norm_momentum, int | float):
         raise InvalidHyperparameterError(f"batch_norm_momentum must be a number in [0, 1), got {batch_norm_momentum!r}")
     if not 0.0 <= batch_norm_momentum < 1.0:
@@ -56,6 +67,24 @@ def check_simbav2_options(layer_norm: Any, dropout_rate: Any) -> None:
         raise InvalidHyperparameterError(
             "SimbaV2Policy's networks are normalised on the hypersphere and have no layer_norm or dropout_rate option; "
             "remove them, or use MlpPolicy (DroQ) or SimbaPolicy"
+        )
+
+
+def check_num_bins(num_bins: Any, normalize_reward: Any) -> None:
+    """
+    :raise InvalidHyperparameterError: When ``num_bins`` (``SimbaV2Policy``'s categorical critic) is neither ``None``
+        nor an integer >= 2, or is set without the reward scaling that bounds the returns to its support
+    """
+    if num_bins is None:
+        return
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
+        raise InvalidHyperparameterError(
+            f"num_bins must be None (a linear Q-head) or an integer >= 2 (the paper uses 101), got {num_bins!r}"
+        )
+    if normalize_reward is not True:
+        raise InvalidHyperparameterError(
+            "num_bins (the categorical critic) needs normalize_reward=True: its support is [-normalized_g_max, "
+            "normalized_g_max], where the reward scaling keeps the returns. Set normalize_reward=True, or num_bins=None"
         )
 
 

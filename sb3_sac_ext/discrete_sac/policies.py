@@ -175,6 +175,7 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
         ``dropout_rate``). Active whenever the policy is in training mode, in the target critics too, as in the
         DroQ authors' code and SBX
     :param batch_norm: Refused (CrossQ is implemented for SAC only); accepted as a name for a clear error
+    :param batch_norm_actor: Refused, as ``batch_norm``
     """
 
     actor: CategoricalActor
@@ -198,12 +199,13 @@ class DiscreteSACPolicy(TrainingModeMixin, BasePolicy):
         layer_norm: bool = False,
         dropout_rate: float | None = None,
         batch_norm: bool = False,
+        batch_norm_actor: bool = False,
     ):
         check_critic_regularisation(layer_norm, dropout_rate)
-        if batch_norm:
+        if batch_norm or batch_norm_actor:
             raise InvalidHyperparameterError(
-                "batch_norm (CrossQ) is implemented for SAC only; DiscreteSAC's critics have no batch renormalisation. "
-                "Remove batch_norm (layer_norm=True is a normalisation DiscreteSAC has)"
+                "batch_norm and batch_norm_actor (CrossQ) are implemented for SAC only; DiscreteSAC's networks have "
+                "no batch renormalisation. Remove them (layer_norm=True is a normalisation DiscreteSAC has)"
             )
         super().__init__(
             observation_space,
@@ -364,10 +366,20 @@ class SimbaV2Policy(SimbaV2PolicyMixin, DiscreteSACPolicy):
     :param normalize_reward: Scale the rewards of the critics' targets as the paper does
         (:mod:`sb3_sac_ext.common.reward_scaling`)
     :param normalized_g_max: The bound of the scaled returns (the paper's ``G_max``)
+    :param num_bins: Refused: the categorical critic is implemented for ``SAC``'s ``SimbaV2Policy`` only (accepted
+        as a name for a clear error)
     :param kwargs: See :class:`DiscreteSACPolicy`
     """
 
     actor: SimbaV2CategoricalActor
+
+    def __init__(self, *args: Any, num_bins: int | None = None, **kwargs: Any):
+        if num_bins is not None:
+            raise InvalidHyperparameterError(
+                "num_bins (SimbaV2's categorical critic) is implemented for SAC's SimbaV2Policy only; DiscreteSAC's "
+                "SimbaV2 critics have a linear head. Remove num_bins"
+            )
+        super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2CategoricalActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)

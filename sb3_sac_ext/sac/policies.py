@@ -19,11 +19,14 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
 from stable_baselines3.sac.policies import SACPolicy as SB3SACPolicy
 from torch import nn
 
+from sb3_sac_ext.common.batch_renorm import batch_renorm_mlp
 from sb3_sac_ext.common.ensemble import EnsembleCritic
-from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation
+from sb3_sac_ext.common.errors import InvalidHyperparameterError
+from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation, check_num_bins
 from sb3_sac_ext.common.optim import make_optimizer
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
 from sb3_sac_ext.common.simbav2 import SimbaV2Encoder, SimbaV2PolicyMixin
+from sb3_sac_ext.sac.losses import expected_value
 from sb3_sac_ext.common.policies import TrainingModeMixin
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -75,7 +78,12 @@ class EnsembleContinuousCritic(EnsembleCritic):
     ``n_critics`` Q-networks Q(s, a) evaluated as one batched ensemble. Drop-in for SB3's
     ``ContinuousCritic``: ``forward`` returns a tuple of ``(batch, 1)`` tensors, ``q1_forward`` exists.
     The fast path is :meth:`q_values`, which returns one ``(n_critics, batch, 1)`` tensor.
-    Parameters: see :class:`~sb3_sac_ext.common.ensemble.EnsembleCritic`.
+    Parameters: see :class:`~sb3_sac_ext.common.ensemble.EnsembleCritic`, and
+
+    :param num_bins: ``None``: each Q-network outputs its Q-value. Otherwise SimbaV2's categorical critic: each outputs
+        the logits of a distribution over ``num_bins`` values evenly spaced in ``[-v_max, v_max]`` (:attr:`support`),
+        the Q-value is its mean (:meth:`q_logits` gives the logits)
+    :param v_max: The bound of the support
     """
 
     def __init__(
@@ -95,6 +103,8 @@ class EnsembleContinuousCritic(EnsembleCritic):
         batch_norm: bool = False,
         batch_norm_momentum: float = 0.99,
         renorm_warmup_steps: int = 100_000,
+        num_bins: int | None = None,
+        v_max: float = 5.0,
     ):
         super().__init__(
             observation_space,
@@ -107,7 +117,7 @@ class EnsembleContinuousCritic(EnsembleCritic):
             n_critics,
             share_features_extractor,
             head_input_dim=features_dim + get_action_dim(action_space),
-            head_output_dim=1,
+            head_output_dim=num_bins or 1,
             layer_norm=layer_norm,
             dropout_rate=dropout_rate,
             architecture=architecture,
@@ -115,16 +125,30 @@ class EnsembleContinuousCritic(EnsembleCritic):
             batch_norm_momentum=batch_norm_momentum,
             renorm_warmup_steps=renorm_warmup_steps,
         )
+        self.support: th.Tensor | None
+        # Derived from the constructor's arguments: not saved in the state dict
+        support = th.linspace(-v_max, v_max, num_bins) if num_bins else None
+        self.register_buffer("support", support, persistent=False)
+
+    def q_logits(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
+        """
+        :return: What the Q-networks output, ``(n_critics, batch, num_bins or 1)``: the logits of the categorical
+            critic's distributions, or the Q-values. Arguments: see :meth:`q_values`
+        """
+        features = self.critic_features(obs, detach_params)
+        return self.qf(th.cat([features, actions], dim=1), detach_params=detach_params)
 
     def q_values(self, obs: PyTorchObs, actions: th.Tensor, detach_params: bool = False) -> th.Tensor:
         """
         :param obs: Observations
         :param actions: Actions in [-1, 1], shape ``(batch, action_dim)``
         :param detach_params: Compute no gradient for the critic's own weights (actor loss)
-        :return: Q-values of every critic, shape ``(n_critics, batch, 1)``
+        :return: Q-values of every critic, shape ``(n_critics, batch, 1)`` (in float32 for the categorical critic)
         """
-        features = self.critic_features(obs, detach_params)
-        return self.qf(th.cat([features, actions], dim=1), detach_params=detach_params)
+        return self._value(self.q_logits(obs, actions, detach_params))
+
+    def _value(self, output: th.Tensor) -> th.Tensor:
+        return output if self.support is None else expected_value(output.float(), self.support)
 
     def forward(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
         return tuple(self.q_values(obs, actions).unbind(0))
@@ -133,7 +157,7 @@ class EnsembleContinuousCritic(EnsembleCritic):
         """Q-value of the first critic only (features without gradient, as in SB3)."""
         with th.no_grad():
             features = self.extract_features(obs, self.features_extractor)
-        return self.qf(th.cat([features, actions], dim=1))[0]
+        return self._value(self.qf(th.cat([features, actions], dim=1)))[0]
 
 
 _SB3_CRITIC_KEY = re.compile(r"^(?P<prefix>.*)qf(?P<member>\d+)\.(?P<index>\d+)\.(?P<kind>weight|bias)$")
@@ -276,6 +300,10 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     :param batch_norm: CrossQ (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605; SBX's ``batch_norm``): batch
         renormalisation in the Q-networks; the algorithm then uses no target network and evaluates the current and the
         next state-actions in one joint forward pass (see :meth:`sb3_sac_ext.sac.SAC._critic_loss`)
+    :param batch_norm_actor: Batch renormalisation in the actor too, of its input and after each hidden layer (SBX's
+        ``batch_norm_actor``, on in SBX's and sb3-contrib's CrossQ): the actor normalises with the batch's statistics
+        in its own loss and with its running statistics everywhere else (acting, ``predict``, the critics' targets).
+        MLP actors only
     :param batch_norm_momentum: Weight of the running averages (SBX's convention, 0.99)
     :param renorm_warmup_steps: Training batches of plain batch normalisation before the renormalisation
     :param kwargs: SB3's ``SACPolicy`` keyword arguments
@@ -284,6 +312,8 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
     actor: SquashedGaussianActor
     critic: EnsembleContinuousCritic
     critic_target: EnsembleContinuousCritic
+    #: What the hidden layers of :meth:`make_actor`'s actor are (``batch_norm_actor`` needs ``"mlp"``)
+    actor_architecture = "mlp"
 
     def __init__(
         self,
@@ -291,18 +321,26 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
         layer_norm: bool = False,
         dropout_rate: float | None = None,
         batch_norm: bool = False,
+        batch_norm_actor: bool = False,
         batch_norm_momentum: float = 0.99,
         renorm_warmup_steps: int = 100_000,
         **kwargs: Any,
     ):
         check_critic_regularisation(layer_norm, dropout_rate)
-        check_batch_norm(batch_norm, batch_norm_momentum, renorm_warmup_steps)
+        check_batch_norm(batch_norm, batch_norm_momentum, renorm_warmup_steps, batch_norm_actor)
+        if batch_norm_actor and self.actor_architecture != "mlp":
+            raise InvalidHyperparameterError(
+                f"batch_norm_actor is implemented for MLP actors, not for {type(self).__name__}'s "
+                f"{self.actor_architecture} actor; remove it, or use MlpPolicy"
+            )
         # Read by _build, which SB3's constructor calls
         self._critic_options = {"layer_norm": layer_norm, "dropout_rate": dropout_rate}
+        renorm = {"batch_norm_momentum": batch_norm_momentum, "renorm_warmup_steps": renorm_warmup_steps}
         if batch_norm:
-            self._critic_options.update(
-                batch_norm=True, batch_norm_momentum=batch_norm_momentum, renorm_warmup_steps=renorm_warmup_steps
-            )
+            self._critic_options.update(batch_norm=True, **renorm)
+        self._actor_renorm = (
+            {"momentum": batch_norm_momentum, "warmup_steps": renorm_warmup_steps} if batch_norm_actor else None
+        )
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -310,6 +348,12 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
         # Only the options that differ from the defaults: a default policy's file stays loadable by SB3's SACPolicy
         defaults = {"layer_norm": False, "dropout_rate": None, "batch_norm": False}
         data.update({key: value for key, value in self._critic_options.items() if value != defaults.get(key)})
+        if self._actor_renorm is not None:
+            data.update(
+                batch_norm_actor=True,
+                batch_norm_momentum=self._actor_renorm["momentum"],
+                renorm_warmup_steps=self._actor_renorm["warmup_steps"],
+            )
         return data
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -333,7 +377,10 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SquashedGaussianActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return SquashedGaussianActor(**actor_kwargs).to(self.device)
+        actor = SquashedGaussianActor(**actor_kwargs)
+        if self._actor_renorm is not None:
+            actor.latent_pi = batch_renorm_mlp(actor.features_dim, actor.net_arch, actor.activation_fn, **self._actor_renorm)
+        return actor.to(self.device)
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> EnsembleContinuousCritic:
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
@@ -383,6 +430,7 @@ class SimbaPolicy(SACPolicy):
     """
 
     actor: SimbaSquashedGaussianActor
+    actor_architecture = "SimBa"
 
     def __init__(
         self,
@@ -438,10 +486,31 @@ class SimbaV2Policy(SimbaV2PolicyMixin, SACPolicy):
     :param normalize_reward: Scale the rewards of the critics' targets as the paper does
         (:mod:`sb3_sac_ext.common.reward_scaling`)
     :param normalized_g_max: The bound of the scaled returns (the paper's ``G_max``)
+    :param num_bins: ``None`` (default): the critics end in a linear Q-head. A number of bins (the paper: 101): the
+        paper's categorical critic, a distribution over ``num_bins`` values evenly spaced in
+        ``[-normalized_g_max, normalized_g_max]`` trained by cross-entropy to the projected soft Bellman target
+        (:func:`sb3_sac_ext.sac.losses.categorical_target`); needs ``normalize_reward=True``
     :param kwargs: See :class:`SACPolicy`
     """
 
     actor: SimbaV2SquashedGaussianActor
+    actor_architecture = "SimbaV2"
+
+    def __init__(self, *args: Any, num_bins: int | None = None, **kwargs: Any):
+        check_num_bins(num_bins, kwargs.get("normalize_reward", True))
+        # Read by _build, which the constructor calls
+        self._categorical = {"num_bins": num_bins, "v_max": kwargs.get("normalized_g_max", 5.0)} if num_bins else {}
+        super().__init__(*args, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.critic_kwargs.update(self._categorical)
+        super()._build(lr_schedule)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        if self._categorical:
+            data["num_bins"] = self._categorical["num_bins"]
+        return data
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2SquashedGaussianActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)

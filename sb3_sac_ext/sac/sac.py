@@ -261,15 +261,36 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         """Whether the critics use CrossQ's batch renormalisation (``policy_kwargs=dict(batch_norm=True)``)."""
         return bool(getattr(self.critic.qf, "batch_norm", False))
 
+    @property
+    def _actor_batch_norm(self) -> bool:
+        """Whether the actor has batch renormalisation (``policy_kwargs=dict(batch_norm_actor=True)``)."""
+        return getattr(self.policy, "_actor_renorm", None) is not None
+
     def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> "th.Tensor | CrossQNext":
         """
         Soft Bellman target: next actions from the current policy, pessimistic target critics (no gradient). With
         CrossQ, only the next actions and their log-probabilities: the next Q-values come from the joint forward pass
-        of :meth:`_critic_loss`.
+        of :meth:`_critic_loss`. With SimbaV2's categorical critic (``num_bins``), the target distribution
+        ``(batch, num_bins)``.
         """
-        next_actions, next_log_prob = self.actor.action_log_prob(batch.actor_next_obs)
+        # A batch-renormalised actor (batch_norm_actor) uses its running statistics here, as SBX's CrossQ
+        with _eval_mode(self.actor if self._actor_batch_norm else None):
+            next_actions, next_log_prob = self.actor.action_log_prob(batch.actor_next_obs)
         if self._crossq:
             return CrossQNext(next_actions, next_log_prob, ent_coef)
+        support = self.critic.support
+        if support is not None:  # SimbaV2's categorical critic: the target is a distribution on its bins
+            next_logits_KBN = self.critic_target.q_logits(batch.target_next_obs, next_actions).float()
+            return losses.categorical_target(
+                next_logits_KBN,
+                next_log_prob.float().unsqueeze(-1),
+                ent_coef,
+                batch.rewards,
+                batch.dones,
+                batch.discounts,
+                support,
+                self._minimize,
+            )
         next_q_KB1 = self.critic_target.q_values(batch.target_next_obs, next_actions).float()
         next_v_B1 = losses.soft_value(next_q_KB1, next_log_prob.float().unsqueeze(-1), ent_coef, self._minimize)
         return losses.critic_target(batch.rewards, batch.dones, batch.discounts, next_v_B1)
@@ -277,6 +298,10 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     def _critic_loss(self, batch: TransitionBatch, target_B1: "th.Tensor | CrossQNext") -> th.Tensor:
         if isinstance(target_B1, CrossQNext):
             return self._crossq_critic_loss(batch, target_B1)
+        if self.critic.support is not None:  # target_B1: the target distribution (batch, num_bins)
+            with self._autocast():
+                logits_KBN = self.critic.q_logits(batch.critic_obs, batch.actions).float()
+            return losses.categorical_critic_loss(logits_KBN, target_B1)
         with self._autocast():
             q_KB1 = self.critic.q_values(batch.critic_obs, batch.actions).float()
         return losses.critic_loss(q_KB1, target_B1)
