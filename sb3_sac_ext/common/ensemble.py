@@ -225,6 +225,8 @@ class EnsembleCritic(BaseModel):
     :param batch_norm: CrossQ's batch renormalisation in the Q-networks (MLP only), see :class:`EnsembleMLP`
     :param batch_norm_momentum: See :class:`EnsembleMLP`
     :param renorm_warmup_steps: See :class:`EnsembleMLP`
+    :param hyper_head: SimbaV2's hyperspherical head (its categorical critic's), see
+        :class:`~sb3_sac_ext.common.simbav2.EnsembleSimbaV2`; ``"simbav2"`` only
     """
 
     features_extractor: BaseFeaturesExtractor
@@ -248,10 +250,13 @@ class EnsembleCritic(BaseModel):
         batch_norm: bool = False,
         batch_norm_momentum: float = 0.99,
         renorm_warmup_steps: int = 100_000,
+        hyper_head: bool = False,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
+        if hyper_head and architecture != "simbav2":
+            raise ValueError(f"hyper_head is SimbaV2's head, not one of architecture {architecture!r}")
         if batch_norm and architecture != "mlp":
             raise InvalidHyperparameterError(
                 f"batch_norm (CrossQ) is implemented for the MLP critics, not for architecture {architecture!r}; "
@@ -276,7 +281,7 @@ class EnsembleCritic(BaseModel):
         elif architecture == "simba":
             self.qf = EnsembleSimba(n_critics, head_input_dim, net_arch, head_output_dim, activation_fn, dropout_rate)
         elif architecture == "simbav2":
-            self.qf = EnsembleSimbaV2(n_critics, head_input_dim, net_arch, head_output_dim)
+            self.qf = EnsembleSimbaV2(n_critics, head_input_dim, net_arch, head_output_dim, hyper_head=hyper_head)
         else:
             raise InvalidHyperparameterError(f"architecture must be 'mlp', 'simba' or 'simbav2', got {architecture!r}")
 

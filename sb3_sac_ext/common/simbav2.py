@@ -18,9 +18,12 @@ Simplifications, stated honestly:
 - the weights are normalised in the forward pass (``W / ||W||`` per row) instead of being projected back onto the
   sphere after each optimizer step as in the paper: the network computes the paper's function, the gradient step is
   that of this reparameterisation (as weight normalisation), and no hook is needed in the optimizer steps;
-- the output layers are plain linear layers (SB3's ``mu``/``log_std`` for the actor, a linear Q-head for the
-  critics), not the paper's distributional critic. The paper's reward scaling is kept (on by default:
-  :mod:`sb3_sac_ext.common.reward_scaling`): a linear head on a unit-norm latent cannot follow returns of hundreds.
+- the output layers are plain linear layers (SB3's ``mu``/``log_std`` for the actor; for the critics a linear
+  Q-head, or with ``SAC``'s ``SimbaV2Policy(num_bins=...)`` the paper's categorical critic, whose linear head gives
+  the logits of a distribution over ``num_bins`` values in ``[-G_max, G_max]``: see
+  :func:`sb3_sac_ext.sac.losses.categorical_target`), not the paper's hyperspherical output layers with scalers.
+  The paper's reward scaling is kept (on by default: :mod:`sb3_sac_ext.common.reward_scaling`): a linear head on a
+  unit-norm latent cannot follow returns of hundreds, and the categorical critic's support assumes scaled returns.
 """
 
 import math
@@ -102,6 +105,28 @@ class _LerpBlock(nn.Module):
         return l2_normalize(h + self.alpha(update - h, detach_params))
 
 
+class HyperHead(nn.Module):
+    """
+    The paper's output layer of its categorical critic: ``W_2 (s * (W_1 h)) + b`` with hyperspherical ``W_1``
+    ``(width -> width)`` and ``W_2`` ``(width -> out)``, a learned scaler ``s`` (initialised to 1) and a bias (zeros).
+    """
+
+    def __init__(self, n_members: int, width: int, out_dim: int):
+        super().__init__()
+        self.hidden = HyperLinear(n_members, width, width)
+        self.scaler = Scaler(n_members, width, 1.0, 1.0)
+        self.output = HyperLinear(n_members, width, out_dim)
+        self.bias = nn.Parameter(th.zeros(n_members, 1, out_dim))
+
+    def reset_parameters(self) -> None:
+        with th.no_grad():
+            self.bias.zero_()
+
+    def forward(self, h: th.Tensor, detach_params: bool = False) -> th.Tensor:
+        bias = self.bias.detach() if detach_params else self.bias
+        return self.output(self.scaler(self.hidden(h, detach_params), detach_params), detach_params) + bias
+
+
 class EnsembleSimbaV2(nn.Module):
     """
     ``n_members`` SimbaV2 networks ``in_dim -> embedding -> LERP blocks -> [linear head]`` evaluated as one batched
@@ -115,6 +140,7 @@ class EnsembleSimbaV2(nn.Module):
     :param out_dim: Size of the linear head, or ``None`` for none
     :param c_shift: The constant appended to the input before its projection onto the sphere
     :param scale_factor: Widening of the blocks' MLPs
+    :param hyper_head: The head is the paper's :class:`HyperHead` (its categorical critic's) instead of a linear layer
     """
 
     def __init__(
@@ -125,6 +151,7 @@ class EnsembleSimbaV2(nn.Module):
         out_dim: int | None,
         c_shift: float = C_SHIFT,
         scale_factor: int = SCALE_FACTOR,
+        hyper_head: bool = False,
     ):
         super().__init__()
         width = simba_width(net_arch)
@@ -133,7 +160,9 @@ class EnsembleSimbaV2(nn.Module):
         self.embedding = HyperLinear(n_members, in_dim + 1, width)
         self.embedding_scaler = Scaler(n_members, width, scaler, scaler)
         self.blocks = nn.ModuleList(_LerpBlock(n_members, width, len(net_arch), scale_factor) for _ in net_arch)
-        self.output = EnsembleLinear(n_members, width, out_dim) if out_dim is not None else None
+        self.output: nn.Module | None = None
+        if out_dim is not None:
+            self.output = (HyperHead if hyper_head else EnsembleLinear)(n_members, width, out_dim)
 
     def forward(self, x: th.Tensor, detach_params: bool = False) -> th.Tensor:
         """

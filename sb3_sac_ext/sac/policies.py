@@ -80,9 +80,10 @@ class EnsembleContinuousCritic(EnsembleCritic):
     The fast path is :meth:`q_values`, which returns one ``(n_critics, batch, 1)`` tensor.
     Parameters: see :class:`~sb3_sac_ext.common.ensemble.EnsembleCritic`, and
 
-    :param num_bins: ``None``: each Q-network outputs its Q-value. Otherwise SimbaV2's categorical critic: each outputs
-        the logits of a distribution over ``num_bins`` values evenly spaced in ``[-v_max, v_max]`` (:attr:`support`),
-        the Q-value is its mean (:meth:`q_logits` gives the logits)
+    :param num_bins: ``None``: each Q-network outputs its Q-value. Otherwise SimbaV2's categorical critic
+        (``architecture="simbav2"``, with the paper's head): each outputs the logits of a distribution over
+        ``num_bins`` values evenly spaced in ``[-v_max, v_max]`` (:attr:`support`), the Q-value is its mean
+        (:meth:`q_logits` gives the logits)
     :param v_max: The bound of the support
     """
 
@@ -124,6 +125,7 @@ class EnsembleContinuousCritic(EnsembleCritic):
             batch_norm=batch_norm,
             batch_norm_momentum=batch_norm_momentum,
             renorm_warmup_steps=renorm_warmup_steps,
+            hyper_head=num_bins is not None,
         )
         self.support: th.Tensor | None
         # Derived from the constructor's arguments: not saved in the state dict
