@@ -43,9 +43,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "crossq_actor": ("sac_crossq", {"policy_delay": 3, "policy_kwargs": {"batch_norm": True}}),
     "resets": ("sac", {"param_resets": "halves"}),
 }
-# Variant -> policy options set on top of the preset: CrossQ with the actor renormalised too (as SBX's and
-# sb3-contrib's CrossQ by default), SimbaV2 with the paper's categorical critic (101 bins)
+# Variant -> policy options set on top of the preset: CrossQ with the critics renormalised only (the configuration
+# measured on the variants page) or the actor too (the preset's, as SBX's and sb3-contrib's CrossQ), SimbaV2 with the
+# paper's categorical critic (101 bins)
 POLICY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "crossq": {"batch_norm_actor": False},
     "crossq_actor": {"batch_norm_actor": True},
     "simbav2_categorical": {"num_bins": 101},
 }
