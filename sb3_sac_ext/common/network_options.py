@@ -83,8 +83,9 @@ def check_num_bins(num_bins: Any, normalize_reward: Any) -> None:
         )
     if normalize_reward is not True:
         raise InvalidHyperparameterError(
-            "num_bins (the categorical critic) needs normalize_reward=True: its support is [-normalized_g_max, "
-            "normalized_g_max], where the reward scaling keeps the returns. Set normalize_reward=True, or num_bins=None"
+            f"num_bins={num_bins} (SimbaV2Policy's categorical critic, on by default) needs normalize_reward=True: its "
+            "support is [-normalized_g_max, normalized_g_max], where the reward scaling keeps the returns. Set "
+            "normalize_reward=True, or num_bins=None (a linear Q-head) to train on the raw rewards"
         )
 
 
@@ -120,8 +121,8 @@ def check_distributed_statistics(model: Any) -> None:
     for module in model.policy.modules():
         if isinstance(module, RunningObsNorm | EnsembleBatchRenorm | RewardScaler):
             raise InvalidHyperparameterError(
-                f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or batch_norm=True) is "
+                f"{type(module).__name__} (running statistics of SimbaPolicy/SimbaV2Policy or CrossQ's batch_norm) is "
                 "not supported in data-parallel training: each rank would update its own statistics. Train in one "
-                "process, or use features_extractor_class=FlattenExtractor (with VecNormalize), no batch_norm and "
-                "SimbaV2Policy's normalize_reward=False"
+                "process, or use features_extractor_class=FlattenExtractor (with VecNormalize), no batch_norm or "
+                "batch_norm_actor, and SimbaV2Policy's normalize_reward=False (with num_bins=None for SAC)"
             )

@@ -488,17 +488,17 @@ class SimbaV2Policy(SimbaV2PolicyMixin, SACPolicy):
     :param normalize_reward: Scale the rewards of the critics' targets as the paper does
         (:mod:`sb3_sac_ext.common.reward_scaling`)
     :param normalized_g_max: The bound of the scaled returns (the paper's ``G_max``)
-    :param num_bins: ``None`` (default): the critics end in a linear Q-head. A number of bins (the paper: 101): the
-        paper's categorical critic, a distribution over ``num_bins`` values evenly spaced in
-        ``[-normalized_g_max, normalized_g_max]`` trained by cross-entropy to the projected soft Bellman target
-        (:func:`sb3_sac_ext.sac.losses.categorical_target`); needs ``normalize_reward=True``
+    :param num_bins: The paper's categorical critic (default: the paper's 101 bins): each critic outputs a
+        distribution over ``num_bins`` values evenly spaced in ``[-normalized_g_max, normalized_g_max]``, trained by
+        cross-entropy to the projected soft Bellman target (:func:`sb3_sac_ext.sac.losses.categorical_target`); it
+        needs ``normalize_reward=True``. ``None``: a linear Q-head (MSE loss, as the other policies)
     :param kwargs: See :class:`SACPolicy`
     """
 
     actor: SimbaV2SquashedGaussianActor
     actor_architecture = "SimbaV2"
 
-    def __init__(self, *args: Any, num_bins: int | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, num_bins: int | None = 101, **kwargs: Any):
         check_num_bins(num_bins, kwargs.get("normalize_reward", True))
         # Read by _build, which the constructor calls
         self._categorical = {"num_bins": num_bins, "v_max": kwargs.get("normalized_g_max", 5.0)} if num_bins else {}
@@ -510,8 +510,7 @@ class SimbaV2Policy(SimbaV2PolicyMixin, SACPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        if self._categorical:
-            data["num_bins"] = self._categorical["num_bins"]
+        data["num_bins"] = self._categorical.get("num_bins")
         return data
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SimbaV2SquashedGaussianActor:
