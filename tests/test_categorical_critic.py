@@ -45,6 +45,17 @@ def test_categorical_target_by_hand() -> None:
     th.testing.assert_close(costs[0], th.tensor([0.0, 0.2 + 0.15, 0.15 + 0.5]))
 
 
+def test_categorical_target_at_the_support_bounds() -> None:
+    # The paper's 101 bins in [-5, 5]: returns at and past either bound land on the end bins, whatever the rounding
+    support = th.linspace(-5.0, 5.0, 101)
+    logits = th.zeros(2, 4, 101)
+    rewards = th.tensor([[5.0], [-5.0], [7.3], [-4.9]])
+    target = losses.categorical_target(logits, th.zeros(4, 1), 0.0, rewards, th.ones(4, 1), 0.99, support)
+    for sample, bin_ in ((0, -1), (1, 0), (2, -1), (3, 1)):  # -4.9 is bin 1
+        th.testing.assert_close(target[sample, bin_], th.tensor(1.0))
+    th.testing.assert_close(target.sum(-1), th.ones(4))
+
+
 def test_categorical_critic_loss_is_the_summed_cross_entropy() -> None:
     generator = th.Generator().manual_seed(0)
     logits = th.randn(2, 4, 3, generator=generator, requires_grad=True)

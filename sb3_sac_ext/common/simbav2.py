@@ -18,12 +18,13 @@ Simplifications, stated honestly:
 - the weights are normalised in the forward pass (``W / ||W||`` per row) instead of being projected back onto the
   sphere after each optimizer step as in the paper: the network computes the paper's function, the gradient step is
   that of this reparameterisation (as weight normalisation), and no hook is needed in the optimizer steps;
-- the output layers are plain linear layers (SB3's ``mu``/``log_std`` for the actor; for the critics a linear
-  Q-head, or with ``SAC``'s ``SimbaV2Policy(num_bins=...)`` the paper's categorical critic, whose linear head gives
-  the logits of a distribution over ``num_bins`` values in ``[-G_max, G_max]``: see
-  :func:`sb3_sac_ext.sac.losses.categorical_target`), not the paper's hyperspherical output layers with scalers.
-  The paper's reward scaling is kept (on by default: :mod:`sb3_sac_ext.common.reward_scaling`): a linear head on a
-  unit-norm latent cannot follow returns of hundreds, and the categorical critic's support assumes scaled returns.
+- the actor's output layers are SB3's linear ``mu``/``log_std``, not the paper's hyperspherical ones. The critics
+  of ``SAC``'s ``SimbaV2Policy`` are the paper's categorical critic (``num_bins``, 101 by default), with its
+  hyperspherical output layer (:class:`HyperHead`) giving the logits of a distribution over ``num_bins`` values in
+  ``[-G_max, G_max]`` (see :func:`sb3_sac_ext.sac.losses.categorical_target`); with ``num_bins=None``, and in
+  ``DiscreteSAC``, a linear Q-head. The paper's reward scaling is kept (on by default:
+  :mod:`sb3_sac_ext.common.reward_scaling`): a linear head on a unit-norm latent cannot follow returns of hundreds,
+  and the categorical critic's support assumes scaled returns.
 """
 
 import math
@@ -129,7 +130,7 @@ class HyperHead(nn.Module):
 
 class EnsembleSimbaV2(nn.Module):
     """
-    ``n_members`` SimbaV2 networks ``in_dim -> embedding -> LERP blocks -> [linear head]`` evaluated as one batched
+    ``n_members`` SimbaV2 networks ``in_dim -> embedding -> LERP blocks -> [head]`` evaluated as one batched
     network (see the module docstring for the equations). ``forward`` as
     :class:`~sb3_sac_ext.common.ensemble.EnsembleMLP`'s; with ``out_dim=None`` there is no head and the output is the
     unit-norm latent of width ``net_arch[0]`` (the actor's encoder, see :class:`SimbaV2Encoder`).
@@ -137,7 +138,7 @@ class EnsembleSimbaV2(nn.Module):
     :param n_members: Number of networks
     :param in_dim: Input size
     :param net_arch: One width per block, all equal
-    :param out_dim: Size of the linear head, or ``None`` for none
+    :param out_dim: Size of the head (linear, or :class:`HyperHead`), or ``None`` for none
     :param c_shift: The constant appended to the input before its projection onto the sphere
     :param scale_factor: Widening of the blocks' MLPs
     :param hyper_head: The head is the paper's :class:`HyperHead` (its categorical critic's) instead of a linear layer

@@ -119,7 +119,8 @@ def categorical_target(
     next_values_BN = support_N + entropy_B1 if minimize else support_N - entropy_B1
     v_min, v_max = support_N[0], support_N[-1]
     atoms_BN = (rewards_B1 + (1 - dones_B1) * discounts * next_values_BN).clamp(v_min, v_max)
-    position_BN = (atoms_BN - v_min) / ((v_max - v_min) / (n_bins - 1))
+    # Clamped again: float rounding must not put an atom on v_max past the last bin
+    position_BN = ((atoms_BN - v_min) / ((v_max - v_min) / (n_bins - 1))).clamp(0, n_bins - 1)
     lower, upper = position_BN.floor(), position_BN.ceil()
     # An atom on a bin (lower == upper) gives it all its probability
     to_lower, to_upper = (
