@@ -262,6 +262,11 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
         return bool(getattr(self.critic.qf, "batch_norm", False))
 
     @property
+    def _support(self) -> th.Tensor | None:
+        """The values of the categorical critic's bins (``SimbaV2Policy``'s ``num_bins``), ``None`` for Q-heads."""
+        return getattr(self.critic, "support", None)
+
+    @property
     def _actor_batch_norm(self) -> bool:
         """Whether the actor has batch renormalisation (``policy_kwargs=dict(batch_norm_actor=True)``)."""
         return getattr(self.policy, "_actor_renorm", None) is not None
@@ -278,7 +283,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
             next_actions, next_log_prob = self.actor.action_log_prob(batch.actor_next_obs)
         if self._crossq:
             return CrossQNext(next_actions, next_log_prob, ent_coef)
-        support = self.critic.support
+        support = self._support
         if support is not None:  # SimbaV2's categorical critic: the target is a distribution on its bins
             next_logits_KBN = self.critic_target.q_logits(batch.target_next_obs, next_actions).float()
             return losses.categorical_target(
@@ -298,7 +303,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     def _critic_loss(self, batch: TransitionBatch, target_B1: "th.Tensor | CrossQNext") -> th.Tensor:
         if isinstance(target_B1, CrossQNext):
             return self._crossq_critic_loss(batch, target_B1)
-        if self.critic.support is not None:  # target_B1: the target distribution (batch, num_bins)
+        if self._support is not None:  # target_B1: the target distribution (batch, num_bins)
             with self._autocast():
                 logits_KBN = self.critic.q_logits(batch.critic_obs, batch.actions).float()
             return losses.categorical_critic_loss(logits_KBN, target_B1)
