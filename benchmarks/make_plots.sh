@@ -33,10 +33,14 @@ taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 1 $MUJOCO -
     --log-dir "$LOGS/variants"
 taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 1 $MUJOCO --variants simba --critic-width 128 \
     --log-dir "$LOGS/variants"
+taskset -c 0 python benchmarks/variants.py --env Hopper-v5 --seeds 0 $MUJOCO --variants simbav2 --critic-width 128 \
+    --log-dir "$LOGS/variants"
 sb3-sac-ext plot -f "$LOGS/variants" --env Hopper-v5 -o "$OUT/variants_hopper.png"
 taskset -c 0 python benchmarks/variants.py --env HalfCheetah-v5 --seeds 0 1 $MUJOCO --variants sac crossq droq --critic-width 256 \
     --log-dir "$LOGS/variants"
 taskset -c 0 python benchmarks/variants.py --env HalfCheetah-v5 --seeds 0 1 $MUJOCO --variants simba --critic-width 128 \
+    --log-dir "$LOGS/variants"
+taskset -c 0 python benchmarks/variants.py --env HalfCheetah-v5 --seeds 0 $MUJOCO --variants simbav2 --critic-width 128 \
     --log-dir "$LOGS/variants"
 sb3-sac-ext plot -f "$LOGS/variants" --env HalfCheetah-v5 -o "$OUT/variants_halfcheetah.png"
 
