@@ -4,6 +4,7 @@ import glob
 import os
 import shutil
 import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,14 +50,25 @@ def cli(*args: str, timeout: float = 120, cwd: str | None = None) -> subprocess.
     )
 
 
+def _as_from_a_terminal() -> None:
+    """
+    In the child before ``exec``: SIGINT handled by default and not blocked, as for a command started from a shell
+    (an ignored or blocked SIGINT is inherited through ``exec``, and Python then installs no KeyboardInterrupt handler;
+    the test worker's own disposition must not decide what Ctrl-C does to the command under test).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def popen_cli(*args: str) -> subprocess.Popen:
-    """Start ``python -m sb3_sac_ext.cli ARGS`` with stdout piped (stderr merged)."""
+    """Start ``python -m sb3_sac_ext.cli ARGS`` with stdout piped (stderr merged), SIGINT as from a terminal."""
     return subprocess.Popen(
         [sys.executable, "-m", "sb3_sac_ext.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env_vars(),
+        preexec_fn=_as_from_a_terminal,
     )
 
 
