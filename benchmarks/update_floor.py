@@ -26,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from throughput import _make as throughput_model
 
 
 def products(obs_dim: int, action_dim: int, hidden: int = 256, batch: int = 256) -> list[tuple[int, int, int]]:
@@ -62,18 +63,10 @@ class GemmFloor:
 
 
 def _make(name: str, env_id: str) -> Any:
-    common = {"learning_starts": 100, "seed": 0, "batch_size": 256}
-    if name == "sb3":
-        from stable_baselines3 import SAC
-
-        model = SAC("MlpPolicy", env_id, **common)
-    elif name == "ours fp32":
-        from sb3_sac_ext import SAC
-
-        model = SAC("MlpPolicy", env_id, compile=True, precision="fp32", **common)
-    else:
+    if name == "gemm floor":
         env = gym.make(env_id)
         return GemmFloor(int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)))
+    model = throughput_model(name, env_id, seed=0)  # throughput.py's settings: SB3's, and ours compiled in fp32
     model.learn(600)  # a filled buffer; ours compiles here
     return model
 

@@ -133,6 +133,8 @@ def test_bad_simbav2_reward_scaling_raises(model_class, bad):
         (dict(num_bins="101"), "num_bins must be"),
         (dict(num_bins=True), "num_bins must be"),
         (dict(num_bins=101, normalize_reward=False), "needs normalize_reward=True"),
+        (dict(normalize_reward=False), "needs normalize_reward=True"),  # the categorical critic is the default
+        (dict(normalize_reward="yes"), "normalize_reward must be True or False"),  # not the num_bins conflict
     ],
 )
 def test_bad_simbav2_categorical_critic_raises(bad, needle):

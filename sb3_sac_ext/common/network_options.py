@@ -81,7 +81,7 @@ def check_num_bins(num_bins: Any, normalize_reward: Any) -> None:
         raise InvalidHyperparameterError(
             f"num_bins must be None (a linear Q-head) or an integer >= 2 (the paper uses 101), got {num_bins!r}"
         )
-    if normalize_reward is not True:
+    if normalize_reward is False:  # other non-bools: make_reward_scaler's error names them
         raise InvalidHyperparameterError(
             f"num_bins={num_bins} (SimbaV2Policy's categorical critic, on by default) needs normalize_reward=True: its "
             "support is [-normalized_g_max, normalized_g_max], where the reward scaling keeps the returns. Set "

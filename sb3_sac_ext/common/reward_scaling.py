@@ -28,6 +28,8 @@ from torch import nn
 
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 
+#: The paper's bound of the scaled returns (``G_max``)
+DEFAULT_G_MAX = 5.0
 _EPS = 1e-8
 
 
@@ -42,7 +44,7 @@ class RewardScaler(nn.Module):
     :param g_max: The largest return, in absolute value, that the scaled rewards may give (the paper's ``G_max``: 5)
     """
 
-    def __init__(self, g_max: float = 5.0):
+    def __init__(self, g_max: float = DEFAULT_G_MAX):
         super().__init__()
         self.g_max = float(g_max)
         self.return_rms = RunningMeanStd(epsilon=0.0, shape=())

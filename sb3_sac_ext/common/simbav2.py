@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_sac_ext.common.network_options import check_simbav2_options
-from sb3_sac_ext.common.reward_scaling import RewardScaler, make_reward_scaler
+from sb3_sac_ext.common.reward_scaling import DEFAULT_G_MAX, RewardScaler, make_reward_scaler
 from sb3_sac_ext.common.simba import SCALE_FACTOR, EnsembleLinear, RunningNormExtractor, simba_width
 
 #: ``c_shift`` of the input projection (the paper's value)
@@ -213,7 +213,7 @@ class SimbaV2PolicyMixin:
         self,
         *args: Any,
         normalize_reward: bool = True,
-        normalized_g_max: float = 5.0,
+        normalized_g_max: float = DEFAULT_G_MAX,
         features_extractor_class: type[BaseFeaturesExtractor] = RunningNormExtractor,
         **kwargs: Any,
     ):
@@ -229,5 +229,5 @@ class SimbaV2PolicyMixin:
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         scaler = self.reward_scaler
-        data.update(normalize_reward=scaler is not None, normalized_g_max=5.0 if scaler is None else scaler.g_max)
+        data.update(normalize_reward=scaler is not None, normalized_g_max=DEFAULT_G_MAX if scaler is None else scaler.g_max)
         return data

@@ -24,6 +24,7 @@ from sb3_sac_ext.common.ensemble import EnsembleCritic
 from sb3_sac_ext.common.errors import InvalidHyperparameterError
 from sb3_sac_ext.common.network_options import check_batch_norm, check_critic_regularisation, check_num_bins
 from sb3_sac_ext.common.optim import make_optimizer
+from sb3_sac_ext.common.reward_scaling import DEFAULT_G_MAX
 from sb3_sac_ext.common.simba import RunningNormExtractor, SimbaEncoder
 from sb3_sac_ext.common.simbav2 import SimbaV2Encoder, SimbaV2PolicyMixin
 from sb3_sac_ext.sac.losses import expected_value
@@ -345,12 +346,17 @@ class SACPolicy(TrainingModeMixin, SB3SACPolicy):
         )
         super().__init__(*args, **kwargs)
 
+    @property
+    def batch_norm_actor(self) -> bool:
+        """Whether the actor has batch renormalisation (``batch_norm_actor=True``)."""
+        return self._actor_renorm is not None
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         # Only the options that differ from the defaults: a default policy's file stays loadable by SB3's SACPolicy
         defaults = {"layer_norm": False, "dropout_rate": None, "batch_norm": False}
         data.update({key: value for key, value in self._critic_options.items() if value != defaults.get(key)})
-        if self._actor_renorm is not None:
+        if self.batch_norm_actor:
             data.update(
                 batch_norm_actor=True,
                 batch_norm_momentum=self._actor_renorm["momentum"],
@@ -498,11 +504,18 @@ class SimbaV2Policy(SimbaV2PolicyMixin, SACPolicy):
     actor: SimbaV2SquashedGaussianActor
     actor_architecture = "SimbaV2"
 
-    def __init__(self, *args: Any, num_bins: int | None = 101, **kwargs: Any):
-        check_num_bins(num_bins, kwargs.get("normalize_reward", True))
+    def __init__(
+        self,
+        *args: Any,
+        normalize_reward: bool = True,
+        normalized_g_max: float = DEFAULT_G_MAX,
+        num_bins: int | None = 101,
+        **kwargs: Any,
+    ):
+        check_num_bins(num_bins, normalize_reward)
         # Read by _build, which the constructor calls
-        self._categorical = {"num_bins": num_bins, "v_max": kwargs.get("normalized_g_max", 5.0)} if num_bins else {}
-        super().__init__(*args, **kwargs)
+        self._categorical = {"num_bins": num_bins, "v_max": normalized_g_max} if num_bins else {}
+        super().__init__(*args, normalize_reward=normalize_reward, normalized_g_max=normalized_g_max, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.critic_kwargs.update(self._categorical)

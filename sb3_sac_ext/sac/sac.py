@@ -269,7 +269,7 @@ class SAC(SoftOffPolicyMixin, OffPolicyAlgorithm):
     @property
     def _actor_batch_norm(self) -> bool:
         """Whether the actor has batch renormalisation (``policy_kwargs=dict(batch_norm_actor=True)``)."""
-        return getattr(self.policy, "_actor_renorm", None) is not None
+        return getattr(self.policy, "batch_norm_actor", False)
 
     def _critic_target(self, batch: TransitionBatch, ent_coef: th.Tensor) -> "th.Tensor | CrossQNext":
         """
